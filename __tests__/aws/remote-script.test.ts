@@ -1,0 +1,153 @@
+import { describe, expect, it } from '@jest/globals'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  CancelCommandCommand,
+  GetCommandInvocationCommand,
+  SendCommandCommand,
+  SSMClient
+} from '@aws-sdk/client-ssm'
+import { mockClient } from 'aws-sdk-client-mock'
+import {
+  buildCommand,
+  parseResults,
+  RemoteCommandError,
+  runRemoteScript
+} from '../../src/aws/remote-script.js'
+import { Ledger } from '../../src/pipeline/ledger.js'
+import { CancelledError } from '../../src/pipeline/runner.js'
+
+const notYet = () => Object.assign(new Error('InvocationDoesNotExist'), { name: 'InvocationDoesNotExist' })
+
+function setup() {
+  const ssm = mockClient(SSMClient)
+  ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } })
+  const saved: string[] = []
+  const ledger = new Ledger('us-east-1', [], (j) => saved.push(j))
+  const base = {
+    ssm: new SSMClient({ region: 'us-east-1' }),
+    instanceId: 'i-0123456789abcdef0',
+    script: 'bundle.sh' as const,
+    args: ['--volume-id', "vol-1 it's"],
+    purpose: 'write the image',
+    timeoutMinutes: 30,
+    signal: new AbortController().signal,
+    ledger,
+    pollDelayMs: 1
+  }
+  return { ssm, ledger, saved, base }
+}
+
+describe('buildCommand', () => {
+  it('writes common.sh and the script beside it and runs the script with quoted arguments', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'i2e-cmd-'))
+    const text = buildCommand('bundle.sh', ['--x', "it's $HOME"])
+    // Run the command text with a stand-in for the script body, to prove the quoting survives a shell.
+    const probe = text.replace(/bash "\$d\/bundle\.sh"/, 'printf "%s|" ')
+    writeFileSync(join(dir, 'cmd.sh'), probe)
+    expect(execFileSync('sh', [join(dir, 'cmd.sh')], { encoding: 'utf8' })).toBe("--x|it's $HOME|")
+    expect(text).toContain('cat > "$d/common.sh" <<\'I2E_EOF_common_sh\'')
+    expect(text).toContain('::result %s=%s')
+  })
+})
+
+describe('parseResults', () => {
+  it('reads result lines and the failure reason', () => {
+    expect(parseResults('progress\n::result a=1\n::result b=x=y\n::fail part 2 digest mismatch\n')).toEqual({
+      results: { a: '1', b: 'x=y' },
+      reason: 'part 2 digest mismatch'
+    })
+  })
+})
+
+describe('runRemoteScript', () => {
+  it('sends AWS-RunShellScript with the execution timeout, tolerates a not-yet-visible invocation, returns results', async () => {
+    const { ssm, base, saved, ledger } = setup()
+    ssm
+      .on(GetCommandInvocationCommand)
+      .rejectsOnce(notYet())
+      .resolvesOnce({ Status: 'InProgress', StatusDetails: 'InProgress' })
+      .resolves({
+        Status: 'Success',
+        StatusDetails: 'Success',
+        ResponseCode: 0,
+        StandardOutputContent: '::result digest=ok\n'
+      })
+    const result = await runRemoteScript({ ...base, logGroup: '/i2e' })
+    expect(result.results).toEqual({ digest: 'ok' })
+    expect(result.truncated).toBe(false)
+    const send = ssm.commandCalls(SendCommandCommand)[0]?.args[0].input
+    expect(send?.DocumentName).toBe('AWS-RunShellScript')
+    expect(send?.Parameters?.executionTimeout).toEqual(['1800'])
+    expect(send?.CloudWatchOutputConfig).toEqual({
+      CloudWatchOutputEnabled: true,
+      CloudWatchLogGroupName: '/i2e'
+    })
+    expect(send?.Parameters?.commands?.[0]).toContain(`'vol-1 it'\\''s'`)
+    // The command was in the ledger while it ran, and is forgotten once finished.
+    expect(saved[0]).toContain('cmd-1')
+    expect(ledger.entries()).toEqual([])
+    ssm.restore()
+  })
+
+  it.each([
+    ['Failed', 'Failed', 1, 'failed: part image.part.1 digest mismatch'],
+    ['TimedOut', 'ExecutionTimedOut', -1, 'ran longer than timeout-minutes'],
+    ['TimedOut', 'DeliveryTimedOut', -1, 'was never delivered'],
+    ['Failed', 'Undeliverable', -1, 'could not be delivered'],
+    ['Cancelled', 'Cancelled', -1, 'was cancelled'],
+    ['Failed', 'Terminated', -1, 'was terminated'],
+    ['Failed', 'InvalidPlatform', -1, 'does not run on this platform'],
+    ['Failed', 'AccessDenied', -1, 'was refused']
+  ])('maps %s/%s to a clear message', async (status, details, code, expected) => {
+    const { ssm, base } = setup()
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: status as 'Failed',
+      StatusDetails: details,
+      ResponseCode: code,
+      StandardOutputContent:
+        code === 1 ? 'streaming\n::fail part image.part.1 digest mismatch\n' : 'line one\nline two\n'
+    })
+    const attempt = runRemoteScript(base)
+    await expect(attempt).rejects.toBeInstanceOf(RemoteCommandError)
+    await expect(attempt).rejects.toThrow(expected)
+    if (code !== 1) await expect(attempt).rejects.toThrow('Last lines:\nline one\nline two')
+    ssm.restore()
+  })
+
+  it('says when SSM cut the output, and where the rest is', async () => {
+    const { ssm, base } = setup()
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'Failed',
+      StatusDetails: 'Failed',
+      ResponseCode: 2,
+      StandardOutputContent: 'x'.repeat(24000)
+    })
+    await expect(runRemoteScript(base)).rejects.toThrow('set log-group to keep all of it')
+    await expect(runRemoteScript({ ...base, logGroup: 'g' })).rejects.toThrow(
+      'all of it is in log group g, stream cmd-1/i-0123456789abcdef0/aws-runShellScript/stdout'
+    )
+    ssm.restore()
+  })
+
+  it('cancels the command when the job is cancelled', async () => {
+    const { ssm, base, ledger } = setup()
+    const controller = new AbortController()
+    ssm.on(GetCommandInvocationCommand).callsFake(async () => {
+      controller.abort()
+      return { Status: 'InProgress' }
+    })
+    ssm.on(CancelCommandCommand).resolves({})
+    await expect(runRemoteScript({ ...base, signal: controller.signal })).rejects.toBeInstanceOf(
+      CancelledError
+    )
+    expect(ssm).toHaveReceivedCommandWith(CancelCommandCommand, {
+      CommandId: 'cmd-1',
+      InstanceIds: ['i-0123456789abcdef0']
+    })
+    expect(ledger.entries()).toEqual([])
+    ssm.restore()
+  })
+})

@@ -1,0 +1,38 @@
+import { afterEach, describe, expect, it } from '@jest/globals'
+import { EC2Client } from '@aws-sdk/client-ec2'
+import { S3Client } from '@aws-sdk/client-s3'
+import { SSMClient } from '@aws-sdk/client-ssm'
+import { mockClient } from 'aws-sdk-client-mock'
+import { main } from '../src/main.js'
+import { convertInputs, setActionInputs } from './__fixtures__/inputs.js'
+import { runnerFiles, withEnv } from './__fixtures__/runner-files.js'
+
+afterEach(() => {
+  process.exitCode = undefined
+})
+
+describe('main with bad inputs', () => {
+  it('fails with every problem named, before any AWS call', async () => {
+    const mocks = [mockClient(EC2Client), mockClient(SSMClient), mockClient(S3Client)]
+    const files = runnerFiles()
+    const undo = setActionInputs({ ...convertInputs, 'volume-size': 'huge', 'if-ami-exists': 'sometimes' })
+    const out: string[] = []
+    const write = process.stdout.write.bind(process.stdout)
+    process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write
+    try {
+      const result = await withEnv(files.env, () => main())
+      expect(result).toBeUndefined()
+    } finally {
+      process.stdout.write = write
+      undo()
+    }
+    const error = out.find((l) => l.startsWith('::error::')) ?? ''
+    expect(error).toContain("'volume-size': 'huge' is not valid; expected a whole number from 1 to 16384")
+    expect(error).toContain("'if-ami-exists': 'sometimes'")
+    expect(process.exitCode).toBe(1)
+    for (const m of mocks) {
+      expect(m.calls()).toHaveLength(0)
+      m.restore()
+    }
+  })
+})

@@ -1,0 +1,94 @@
+import { describe, expect, it } from '@jest/globals'
+import {
+  DeleteSnapshotCommand,
+  DeleteVolumeCommand,
+  DeregisterImageCommand,
+  DescribeVolumesCommand,
+  DetachVolumeCommand,
+  EC2Client,
+  TerminateInstancesCommand
+} from '@aws-sdk/client-ec2'
+import { CancelCommandCommand, DeleteParameterCommand, SSMClient } from '@aws-sdk/client-ssm'
+import { mockClient } from 'aws-sdk-client-mock'
+import { Ledger } from '../src/pipeline/ledger.js'
+import { post } from '../src/post.js'
+import { runnerFiles, withEnv } from './__fixtures__/runner-files.js'
+
+describe('post', () => {
+  it('removes, from state alone and in reverse order, what a dead main process left', async () => {
+    const files = runnerFiles()
+    const ec2 = mockClient(EC2Client)
+    const ssm = mockClient(SSMClient)
+    const calls: string[] = []
+    ec2.on(TerminateInstancesCommand).callsFake(async () => void calls.push('terminate i-1'))
+    ec2.on(DetachVolumeCommand).callsFake(async () => void calls.push('detach vol-1'))
+    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Attachments: [] }] })
+    ec2.on(DeleteVolumeCommand).callsFake(async () => void calls.push('delete vol-1'))
+    ec2.on(DeleteSnapshotCommand).callsFake(async () => void calls.push('delete snap-1'))
+    ec2.on(DeregisterImageCommand).callsFake(async () => void calls.push('deregister ami-1'))
+    ssm.on(DeleteParameterCommand).callsFake(async () => void calls.push('delete parameter'))
+    ssm.on(CancelCommandCommand).callsFake(async () => void calls.push('cancel command'))
+
+    // The main process records as it goes (through core.saveState into GITHUB_STATE), then dies.
+    await withEnv({ ...files.env }, async () => {
+      const ledger = new Ledger('eu-west-1')
+      ledger.record({ kind: 'instance', id: 'i-1', removeOn: 'always' })
+      ledger.record({ kind: 'parameter', id: '/instance-to-ebs/key', removeOn: 'always' })
+      ledger.record({ kind: 'volume', id: 'vol-1', removeOn: 'always' })
+      ledger.record({ kind: 'attachment', id: 'vol-1', removeOn: 'always', detail: { instanceId: 'i-1' } })
+      ledger.record({ kind: 'command', id: 'cmd-1', removeOn: 'always', detail: { instanceId: 'i-1' } })
+      ledger.record({ kind: 'snapshot', id: 'snap-1', removeOn: 'failure' })
+      ledger.record({ kind: 'image', id: 'ami-1', removeOn: 'failure' })
+    })
+    const state = files.state()
+    const stateEnv = Object.fromEntries(Object.entries(state).map(([k, v]) => [`STATE_${k}`, v]))
+
+    const report = await withEnv(
+      { ...stateEnv, GITHUB_STATE: files.env.GITHUB_STATE, STATE_region: 'eu-west-1' },
+      () => post()
+    )
+    expect(calls).toEqual([
+      'deregister ami-1',
+      'delete snap-1',
+      'cancel command',
+      'detach vol-1',
+      'delete vol-1',
+      'delete parameter',
+      'terminate i-1'
+    ])
+    expect(report.problems).toEqual([])
+    expect(report.removed).toHaveLength(7)
+    expect(ec2).toHaveReceivedCommandWith(DetachVolumeCommand, { VolumeId: 'vol-1', InstanceId: 'i-1' })
+    // What post removed is forgotten in the state too.
+    expect(JSON.parse(files.state().ledger as string)).toEqual([])
+    ec2.restore()
+    ssm.restore()
+  })
+
+  it('does nothing, and calls nothing, when main left nothing behind', async () => {
+    const ec2 = mockClient(EC2Client)
+    const report = await withEnv({ STATE_ledger: '[]' }, () => post())
+    expect(report.removed).toEqual([])
+    expect(ec2.calls()).toHaveLength(0)
+    ec2.restore()
+  })
+
+  it('treats an already removed resource as removed and warns about a real failure without throwing', async () => {
+    const ec2 = mockClient(EC2Client)
+    ec2
+      .on(DeleteSnapshotCommand)
+      .rejects(Object.assign(new Error('gone'), { name: 'InvalidSnapshot.NotFound' }))
+    ec2
+      .on(DeregisterImageCommand)
+      .rejects(Object.assign(new Error('not yours'), { name: 'UnauthorizedOperation' }))
+    const ledger = JSON.stringify([
+      { kind: 'snapshot', id: 'snap-2', region: 'us-east-1', removeOn: 'failure', step: 'snapshot' },
+      { kind: 'image', id: 'ami-2', region: 'us-east-1', removeOn: 'failure', step: 'register' }
+    ])
+    const files = runnerFiles()
+    const report = await withEnv({ STATE_ledger: ledger, GITHUB_STATE: files.env.GITHUB_STATE }, () => post())
+    expect(report.removed).toEqual(['snapshot snap-2'])
+    expect(report.problems).toEqual(['could not remove image ami-2: not yours'])
+    ec2.restore()
+  })
+})

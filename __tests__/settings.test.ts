@@ -1,0 +1,338 @@
+import { describe, expect, it } from '@jest/globals'
+import { readSettings, SettingsError } from '../src/settings.js'
+import { CERT, convertInputs, fullInputs, KEY, reader } from './__fixtures__/inputs.js'
+
+const read = (inputs: Record<string, string>, env: NodeJS.ProcessEnv = {}) =>
+  readSettings(reader(inputs), { env, now: new Date('2026-11-24T10:20:30Z') })
+
+const problemsOf = (inputs: Record<string, string>, env: NodeJS.ProcessEnv = {}): string[] => {
+  try {
+    read(inputs, env)
+  } catch (err) {
+    if (err instanceof SettingsError) return err.problems
+    throw err
+  }
+  throw new Error('expected a SettingsError')
+}
+
+describe('readSettings: valid inputs', () => {
+  it('reads a convert configuration with defaults', () => {
+    const s = read(convertInputs)
+    expect(s.mode).toBe('convert')
+    expect(s.region).toBe('us-east-1')
+    expect(s.source.amiId).toBe('ami-0123456789abcdef0')
+    expect(s.helper).toEqual({ instanceId: 'i-0fedcba9876543210', launch: undefined })
+    expect(s.ami).toMatchObject({ volumeType: 'gp3', encrypted: false, ifExists: 'fail', tags: [] })
+    expect(s.x509.privateKey).toEqual({ kind: 'value', pem: KEY })
+    expect(s.bundle.prefix).toBeUndefined()
+    expect(s.timeoutMinutes).toBe(120)
+    expect(s.maxAttempts).toBe(8)
+    expect(s.dryRun).toBe(false)
+  })
+
+  it('defaults to full mode for a source instance and derives a timestamped prefix', () => {
+    const s = read(fullInputs)
+    expect(s.mode).toBe('full')
+    expect(s.bundle.prefix).toBe('instance-to-ebs/i-0123456789abcdef0/20261124T102030Z')
+    expect(s.helper.launch).toEqual({
+      amiId: undefined,
+      instanceType: 't3.small',
+      subnetId: 'subnet-0123456789abcdef0',
+      securityGroupIds: [],
+      instanceProfile: 'instance-to-ebs-helper'
+    })
+    expect(s.x509.certificate).toEqual({ kind: 'value', pem: CERT })
+  })
+
+  it('takes the region from AWS_REGION, then AWS_DEFAULT_REGION', () => {
+    const { region: _, ...noRegion } = convertInputs
+    expect(read(noRegion, { AWS_REGION: 'ap-southeast-2', AWS_DEFAULT_REGION: 'us-west-2' }).region).toBe(
+      'ap-southeast-2'
+    )
+    expect(read(noRegion, { AWS_DEFAULT_REGION: 'us-west-2' }).region).toBe('us-west-2')
+  })
+
+  it('parses tags, lists, numbers and booleans', () => {
+    const s = read({
+      ...convertInputs,
+      tags: 'team=infra, cost-center = 42\nempty=',
+      'volume-size': '16',
+      encrypted: 'TRUE',
+      'kms-key-id': 'alias/ebs',
+      'ena-support': 'false',
+      'virtualization-type': 'paravirtual',
+      'kernel-id': 'aki-5c21674b',
+      'if-ami-exists': 'replace'
+    })
+    expect(s.ami.tags).toEqual([
+      { Key: 'team', Value: 'infra' },
+      { Key: 'cost-center', Value: '42' },
+      { Key: 'empty', Value: '' }
+    ])
+    expect(s.ami).toMatchObject({
+      volumeSizeGiB: 16,
+      encrypted: true,
+      kmsKeyId: 'alias/ebs',
+      enaSupport: false,
+      ifExists: 'replace'
+    })
+    expect(s.image).toMatchObject({ virtualizationType: 'paravirtual', kernelId: 'aki-5c21674b' })
+  })
+
+  it('accepts key material as parameter names', () => {
+    const { 'x509-private-key': _, ...rest } = fullInputs
+    const { 'x509-certificate': __, ...inputs } = rest
+    const s = read({
+      ...inputs,
+      'x509-private-key-parameter': '/ci/x509/key',
+      'x509-certificate-parameter': 'x509-cert'
+    })
+    expect(s.x509).toEqual({
+      privateKey: { kind: 'parameter', name: '/ci/x509/key' },
+      certificate: { kind: 'parameter', name: 'x509-cert' }
+    })
+  })
+
+  it('reads bundle mode lists', () => {
+    const { 'helper-subnet-id': _, 'helper-instance-profile': __, ...inputs } = fullInputs
+    const s = read({
+      ...inputs,
+      mode: 'bundle',
+      'stop-services': 'jenkins rabbitmq-server,redis-server epmd',
+      'bundle-exclude': '/var/cache\n/home/ci'
+    })
+    expect(s.mode).toBe('bundle')
+    expect(s.bundle.stopServices).toEqual(['jenkins', 'rabbitmq-server', 'redis-server', 'epmd'])
+    expect(s.bundle.exclude).toEqual(['/var/cache', '/home/ci'])
+    expect(s.helper.launch).toBeUndefined()
+  })
+})
+
+// [what is wrong, inputs (merged over a valid base), the input the message must name]
+const bad: Array<[string, Record<string, string>, string, Record<string, string>?]> = [
+  ['unknown mode', { mode: 'copy' }, 'mode'],
+  [
+    'instance id too short',
+    { 'source-instance-id': 'i-123', mode: 'full' },
+    'source-instance-id',
+    fullInputs
+  ],
+  [
+    'instance id upper case',
+    { 'source-instance-id': 'i-0123456789ABCDEF0' },
+    'source-instance-id',
+    fullInputs
+  ],
+  [
+    'instance id wrong prefix',
+    { 'source-instance-id': 'ami-0123456789abcdef0' },
+    'source-instance-id',
+    fullInputs
+  ],
+  ['ami id 9 hex', { 'source-ami-id': 'ami-0123456789' }, 'source-ami-id'],
+  ['ami id not hex', { 'source-ami-id': 'ami-zzzzzzzz' }, 'source-ami-id'],
+  [
+    'manifest not s3',
+    {
+      'source-ami-id': '',
+      'manifest-location': 'https://b/x.manifest.xml',
+      'ami-name': 'x-ebs',
+      architecture: 'x86_64',
+      'virtualization-type': 'hvm'
+    },
+    'manifest-location'
+  ],
+  [
+    'manifest wrong suffix',
+    {
+      'source-ami-id': '',
+      'manifest-location': 's3://bucket/x.xml',
+      'ami-name': 'x-ebs',
+      architecture: 'x86_64',
+      'virtualization-type': 'hvm'
+    },
+    'manifest-location'
+  ],
+  [
+    'manifest bad bucket',
+    {
+      'source-ami-id': '',
+      'manifest-location': 's3://Bad_Bucket/x.manifest.xml',
+      'ami-name': 'x-ebs',
+      architecture: 'x86_64',
+      'virtualization-type': 'hvm'
+    },
+    'manifest-location'
+  ],
+  ['helper id bad', { 'helper-instance-id': 'i-xyz' }, 'helper-instance-id'],
+  [
+    'helper ami bad',
+    {
+      'helper-instance-id': '',
+      'helper-subnet-id': 'subnet-0123456789abcdef0',
+      'helper-instance-profile': 'p',
+      'helper-ami-id': 'ami-1'
+    },
+    'helper-ami-id'
+  ],
+  ['instance type bad', { 'helper-instance-type': 'large' }, 'helper-instance-type'],
+  ['subnet bad', { 'helper-subnet-id': 'sub-0123456789abcdef0' }, 'helper-subnet-id', fullInputs],
+  [
+    'security group bad',
+    { 'helper-security-group-ids': 'sg-0123456789abcdef0, default' },
+    'helper-security-group-ids',
+    fullInputs
+  ],
+  [
+    'profile bad',
+    { 'helper-instance-profile': 'arn:aws:iam::12:role/x' },
+    'helper-instance-profile',
+    fullInputs
+  ],
+  ['bucket upper case', { 's3-bucket': 'MyBucket' }, 's3-bucket', fullInputs],
+  ['bucket too short', { 's3-bucket': 'ab' }, 's3-bucket', fullInputs],
+  ['bucket xn-- prefix', { 's3-bucket': 'xn--bucket' }, 's3-bucket', fullInputs],
+  ['bucket with underscore', { 's3-bucket': 'my_bucket' }, 's3-bucket', fullInputs],
+  ['prefix leading slash', { 's3-prefix': '/bundles' }, 's3-prefix', fullInputs],
+  ['prefix trailing slash', { 's3-prefix': 'bundles/' }, 's3-prefix', fullInputs],
+  ['region malformed', { region: 'useast1' }, 'region'],
+  ['region from env malformed', { region: '' }, 'region', undefined],
+  ['virtualization unknown', { 'virtualization-type': 'pv' }, 'virtualization-type'],
+  ['root device bad', { 'root-device-name': 'sda1' }, 'root-device-name'],
+  ['root device nvme', { 'root-device-name': '/dev/nvme0n1' }, 'root-device-name'],
+  ['architecture unknown', { architecture: 'amd64' }, 'architecture'],
+  ['kernel id bad', { 'kernel-id': 'aki-xyz' }, 'kernel-id'],
+  ['ramdisk id bad', { 'ramdisk-id': 'ari-12' }, 'ramdisk-id'],
+  ['kernel with hvm', { 'virtualization-type': 'hvm', 'kernel-id': 'aki-5c21674b' }, 'kernel-id'],
+  ['boot mode with paravirtual', { 'virtualization-type': 'paravirtual', 'boot-mode': 'uefi' }, 'boot-mode'],
+  ['ami name too short', { 'ami-name': 'ab' }, 'ami-name'],
+  ['ami name bad char', { 'ami-name': 'my ami!' }, 'ami-name'],
+  ['description too long', { 'ami-description': 'x'.repeat(256) }, 'ami-description'],
+  ['tag without =', { tags: 'team' }, 'tags'],
+  ['tag aws: prefix', { tags: 'aws:cloudformation=1' }, 'tags'],
+  ['tag duplicate key', { tags: 'a=1,a=2' }, 'tags'],
+  ['volume type st1', { 'volume-type': 'st1' }, 'volume-type'],
+  ['volume size zero', { 'volume-size': '0' }, 'volume-size'],
+  ['volume size too big', { 'volume-size': '16385' }, 'volume-size'],
+  ['volume size not number', { 'volume-size': '8G' }, 'volume-size'],
+  ['encrypted not boolean', { encrypted: 'maybe' }, 'encrypted'],
+  ['kms key bad', { encrypted: 'true', 'kms-key-id': 'my-key' }, 'kms-key-id'],
+  ['kms key without encrypted', { 'kms-key-id': 'alias/ebs' }, 'kms-key-id'],
+  ['ena not boolean', { 'ena-support': 'on' }, 'ena-support'],
+  ['sriov unknown', { 'sriov-net-support': 'true' }, 'sriov-net-support'],
+  ['boot mode unknown', { 'boot-mode': 'bios' }, 'boot-mode'],
+  ['certificate not PEM', { 'x509-certificate': 'not a cert' }, 'x509-certificate', fullInputs],
+  ['key not PEM', { 'x509-private-key': 'AKIAEXAMPLESECRET' }, 'x509-private-key'],
+  ['key value and parameter', { 'x509-private-key-parameter': '/ci/key' }, 'x509-private-key-parameter'],
+  [
+    'key parameter bad name',
+    { 'x509-private-key': '', 'x509-private-key-parameter': 'bad name' },
+    'x509-private-key-parameter'
+  ],
+  ['key missing', { 'x509-private-key': '' }, 'x509-private-key'],
+  ['certificate missing in full', { 'x509-certificate': '' }, 'x509-certificate', fullInputs],
+  ['stop-services bad name', { 'stop-services': 'jenkins; rm -rf /' }, 'stop-services', fullInputs],
+  ['bundle-exclude relative', { 'bundle-exclude': 'var/cache' }, 'bundle-exclude', fullInputs],
+  ['install-prerequisites bad', { 'install-prerequisites': '1' }, 'install-prerequisites', fullInputs],
+  ['if-bundle-exists unknown', { 'if-bundle-exists': 'replace' }, 'if-bundle-exists', fullInputs],
+  ['if-ami-exists unknown', { 'if-ami-exists': 'overwrite' }, 'if-ami-exists'],
+  ['keep-bundle bad', { 'keep-bundle': 'always' }, 'keep-bundle', fullInputs],
+  ['dry-run bad', { 'dry-run': 'y' }, 'dry-run'],
+  ['timeout too small', { 'timeout-minutes': '1' }, 'timeout-minutes'],
+  ['timeout above SSM limit', { 'timeout-minutes': '2881' }, 'timeout-minutes'],
+  ['max attempts zero', { 'max-attempts': '0' }, 'max-attempts'],
+  ['log group bad', { 'log-group': 'my logs' }, 'log-group'],
+  ['no source at all', { 'source-ami-id': '' }, 'source-ami-id'],
+  ['two convert sources', { 'manifest-location': 's3://bucket/x/image.manifest.xml' }, 'manifest-location'],
+  ['bucket in convert mode', { 's3-bucket': 'my-bundles' }, 's3-bucket'],
+  [
+    'source instance in convert mode',
+    { mode: 'convert', 'source-instance-id': 'i-0123456789abcdef0' },
+    'source-instance-id'
+  ],
+  ['source ami in full mode', { 'source-ami-id': 'ami-0123456789abcdef0' }, 'source-ami-id', fullInputs],
+  ['no bucket in full mode', { 's3-bucket': '' }, 's3-bucket', fullInputs],
+  ['no helper in convert mode', { 'helper-instance-id': '' }, 'helper-subnet-id'],
+  [
+    'no profile for launched helper',
+    { 'helper-instance-profile': '' },
+    'helper-instance-profile',
+    fullInputs
+  ],
+  ['helper id with launch settings', { 'helper-subnet-id': 'subnet-0123456789abcdef0' }, 'helper-subnet-id'],
+  ['helper in bundle mode', { mode: 'bundle' }, 'helper-subnet-id', fullInputs],
+  [
+    'volume size in bundle mode',
+    { mode: 'bundle', 'helper-subnet-id': '', 'helper-instance-profile': '', 'volume-size': '8' },
+    'volume-size',
+    fullInputs
+  ],
+  [
+    'helper equals source',
+    { 'helper-subnet-id': '', 'helper-instance-profile': '', 'helper-instance-id': 'i-0123456789abcdef0' },
+    'helper-instance-id',
+    fullInputs
+  ],
+  [
+    'manifest source without ami-name',
+    {
+      'source-ami-id': '',
+      'manifest-location': 's3://bucket/x/image.manifest.xml',
+      architecture: 'x86_64',
+      'virtualization-type': 'hvm'
+    },
+    'ami-name'
+  ],
+  [
+    'manifest source without architecture',
+    {
+      'source-ami-id': '',
+      'manifest-location': 's3://bucket/x/image.manifest.xml',
+      'ami-name': 'x-ebs',
+      'virtualization-type': 'hvm'
+    },
+    'architecture'
+  ]
+]
+
+describe('readSettings: bad inputs', () => {
+  it('has at least 40 cases', () => expect(bad.length).toBeGreaterThanOrEqual(40))
+
+  const cases = bad.map(([what, change, input, base]) => ({ what, change, input, base }))
+  it.each(cases)('$what → names $input', ({ change, input, base }) => {
+    const env = input === 'region' && change.region === '' ? { AWS_REGION: 'Mars-1' } : {}
+    const problems = problemsOf({ ...(base ?? convertInputs), ...change }, env)
+    expect(problems.some((p) => p.includes(`'${input}'`))).toBe(true)
+  })
+
+  it('reports every problem at once', () => {
+    const problems = problemsOf({
+      ...convertInputs,
+      'volume-size': 'x',
+      'if-ami-exists': 'y',
+      architecture: 'z'
+    })
+    expect(problems).toHaveLength(3)
+    const err = (() => {
+      try {
+        read({ ...convertInputs, 'volume-size': 'x', 'if-ami-exists': 'y' })
+      } catch (e) {
+        return e as Error
+      }
+    })()
+    expect(err?.message).toMatch(/^2 invalid inputs:\n {2}- 'volume-size'/)
+  })
+
+  it('shows the bad value and the accepted form', () => {
+    expect(problemsOf({ ...convertInputs, 'volume-type': 'st1' })).toEqual([
+      "'volume-type': 'st1' is not valid; expected one of 'gp3', 'gp2', 'io1', 'io2', 'standard'"
+    ])
+  })
+
+  it('never shows a secret value', () => {
+    const secret = '-----BEGIN PRIVATE KEY-----\nTOPSECRETMATERIAL\n-----END CERTIFICATE-----'
+    const problems = problemsOf({ ...convertInputs, 'x509-private-key': secret })
+    expect(problems.join('\n')).not.toContain('TOPSECRET')
+    expect(problems.join('\n')).toContain("'x509-private-key': the value (hidden)")
+  })
+})

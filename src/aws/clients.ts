@@ -1,0 +1,45 @@
+// The one place AWS clients are built: default credential chain only, standard retries with
+// a configurable attempt count, our user agent, and the SDK's own endpoint variables
+// (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2, …) so tests can point them at an emulator.
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs'
+import { EC2Client } from '@aws-sdk/client-ec2'
+import { S3Client } from '@aws-sdk/client-s3'
+import { SSMClient } from '@aws-sdk/client-ssm'
+
+export const USER_AGENT: [string, string] = ['instance-to-ebs', '0.1.0']
+
+export interface Clients {
+  region: string
+  ec2: EC2Client
+  ssm: SSMClient
+  s3: S3Client
+  logs: CloudWatchLogsClient
+}
+
+export interface ClientOptions {
+  region: string
+  maxAttempts: number
+  env?: NodeJS.ProcessEnv
+}
+
+export function makeClients({ region, maxAttempts, env = process.env }: ClientOptions): Clients {
+  const common = {
+    region,
+    maxAttempts,
+    retryMode: 'standard' as const,
+    customUserAgent: [USER_AGENT]
+  }
+  // Path-style addressing only for local S3 emulators, which cannot serve bucket subdomains.
+  const forcePathStyle = Boolean(env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL)
+  return {
+    region,
+    ec2: new EC2Client(common),
+    ssm: new SSMClient(common),
+    s3: new S3Client({ ...common, forcePathStyle }),
+    logs: new CloudWatchLogsClient(common)
+  }
+}
+
+export function destroyClients(clients: Clients): void {
+  for (const c of [clients.ec2, clients.ssm, clients.s3, clients.logs]) c.destroy()
+}

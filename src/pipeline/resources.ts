@@ -1,0 +1,130 @@
+// How each kind of recorded resource is removed. Used by the step runner's unwinding and by
+// the post entry, so a resource is removed the same way whoever removes it.
+import {
+  DeleteSnapshotCommand,
+  DeleteVolumeCommand,
+  DeregisterImageCommand,
+  DescribeVolumesCommand,
+  DetachVolumeCommand,
+  TerminateInstancesCommand
+} from '@aws-sdk/client-ec2'
+import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
+import { CancelCommandCommand, DeleteParameterCommand } from '@aws-sdk/client-ssm'
+import type { Clients } from '../aws/clients.js'
+import { waitForDetachment } from '../aws/ec2-wait.js'
+import { errorCode } from '../aws/poll.js'
+import type { Resource } from './ledger.js'
+
+/** Codes that mean the resource is already gone: removing it again is success. */
+const ALREADY_GONE = new Set([
+  'InvalidVolume.NotFound',
+  'InvalidSnapshot.NotFound',
+  'InvalidAMIID.NotFound',
+  'InvalidAMIID.Unavailable',
+  'InvalidInstanceID.NotFound',
+  'IncorrectState', // detaching a volume that is no longer attached
+  'InvalidAttachment.NotFound',
+  'ParameterNotFound',
+  'InvalidCommandId',
+  'InvalidInstanceId',
+  'NoSuchBucket'
+])
+
+async function tolerateGone(action: () => Promise<unknown>): Promise<void> {
+  try {
+    await action()
+  } catch (err) {
+    if (!ALREADY_GONE.has(errorCode(err) ?? '')) throw err
+  }
+}
+
+export interface RemoveOptions {
+  /** Seconds to wait for a detachment before deleting a volume. */
+  detachTimeoutSeconds?: number
+  pollDelayMs?: number
+}
+
+export function resourceRemover(clients: Clients, options: RemoveOptions = {}) {
+  const waitOpts = { timeoutSeconds: options.detachTimeoutSeconds ?? 300, minDelayMs: options.pollDelayMs }
+
+  const detach = async (volumeId: string, instanceId: string | undefined): Promise<void> => {
+    // DetachVolume needs the instance id (and the emulator crashes without it).
+    await tolerateGone(() =>
+      clients.ec2.send(new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId, Force: false }))
+    )
+    await tolerateGone(() => waitForDetachment(clients.ec2, volumeId, waitOpts))
+  }
+
+  return async (r: Resource): Promise<void> => {
+    switch (r.kind) {
+      case 'command':
+        await tolerateGone(() =>
+          clients.ssm.send(
+            new CancelCommandCommand({
+              CommandId: r.id,
+              InstanceIds: r.detail?.instanceId ? [r.detail.instanceId] : undefined
+            })
+          )
+        )
+        return
+      case 'attachment':
+        await detach(r.id, r.detail?.instanceId)
+        return
+      case 'volume': {
+        let attachedTo: string | undefined
+        await tolerateGone(async () => {
+          const out = await clients.ec2.send(new DescribeVolumesCommand({ VolumeIds: [r.id] }))
+          attachedTo = out.Volumes?.[0]?.Attachments?.[0]?.InstanceId
+        })
+        if (attachedTo) await detach(r.id, attachedTo)
+        await tolerateGone(() => clients.ec2.send(new DeleteVolumeCommand({ VolumeId: r.id })))
+        return
+      }
+      case 'instance':
+        await tolerateGone(() => clients.ec2.send(new TerminateInstancesCommand({ InstanceIds: [r.id] })))
+        return
+      case 'snapshot':
+        await tolerateGone(() => clients.ec2.send(new DeleteSnapshotCommand({ SnapshotId: r.id })))
+        return
+      case 'image':
+        await tolerateGone(() => clients.ec2.send(new DeregisterImageCommand({ ImageId: r.id })))
+        return
+      case 'parameter':
+        await tolerateGone(() => clients.ssm.send(new DeleteParameterCommand({ Name: r.id })))
+        return
+      case 'bundle':
+        await removeBundle(clients, r)
+        return
+    }
+  }
+}
+
+/** Deletes the objects of one bundle: r.id is s3://bucket/prefix/name.manifest.xml. */
+async function removeBundle(clients: Clients, r: Resource): Promise<void> {
+  const match = /^s3:\/\/([^/]+)\/(.+)\.manifest\.xml$/.exec(r.id)
+  if (!match) throw new Error(`not a manifest location: ${r.id}`)
+  const bucket = match[1] as string
+  const stem = `${match[2]}.` // the manifest and its parts: name.manifest.xml, name.part.NN
+  let token: string | undefined
+  do {
+    const page = await clients.s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: stem, ContinuationToken: token })
+    )
+    const keys = (page.Contents ?? [])
+      .map((o) => o.Key)
+      .filter((k): k is string => k !== undefined && /\.(manifest\.xml|part\.\d+)$/.test(k))
+    if (keys.length > 0) {
+      const out = await clients.s3.send(
+        new DeleteObjectsCommand({
+          Bucket: bucket,
+          Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true }
+        })
+      )
+      if (out.Errors && out.Errors.length > 0)
+        throw new Error(
+          `S3 refused to delete ${out.Errors.length} object(s), first: ${out.Errors[0]?.Key} (${out.Errors[0]?.Code})`
+        )
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined
+  } while (token)
+}

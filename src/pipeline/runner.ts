@@ -1,0 +1,193 @@
+// Runs steps in order; on failure or cancellation unwinds the cleanups of the steps that ran,
+// in reverse. Cleanup problems become warnings and never replace the original error.
+import * as core from '@actions/core'
+import { describeResource, type Ledger, type Resource } from './ledger.js'
+
+export interface StepContext {
+  ledger: Ledger
+  signal: AbortSignal
+}
+
+export interface Step<C extends StepContext> {
+  name: string
+  /** Skipped (and not timed) when it returns false. */
+  enabled?: (ctx: C) => boolean
+  run: (ctx: C) => Promise<void>
+  /** Extra undo work beyond removing the resources the step recorded. */
+  cleanup?: (ctx: C, failed: boolean) => Promise<void>
+}
+
+export interface Logger {
+  info(message: string): void
+  warning(message: string): void
+  group<T>(name: string, fn: () => Promise<T>): Promise<T>
+}
+
+export const actionsLogger: Logger = {
+  info: (m) => core.info(m),
+  warning: (m) => core.warning(m),
+  group: (name, fn) => core.group(name, fn)
+}
+
+export type StepStatus = 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'not run'
+
+export interface StepTiming {
+  step: string
+  status: StepStatus
+  seconds: number
+}
+
+export interface CleanupReport {
+  removed: string[]
+  kept: string[]
+  problems: string[]
+}
+
+export interface PipelineResult {
+  ok: boolean
+  error?: unknown
+  failedStep?: string
+  cancelled: boolean
+  timings: StepTiming[]
+  cleanup: CleanupReport
+}
+
+export type RemoveResource = (resource: Resource) => Promise<void>
+
+export interface RunOptions {
+  remove: RemoveResource
+  log?: Logger
+  now?: () => number
+}
+
+export class CancelledError extends Error {
+  constructor(reason = 'the job was cancelled') {
+    super(reason)
+    this.name = 'CancelledError'
+  }
+}
+
+export async function runPipeline<C extends StepContext>(
+  steps: Step<C>[],
+  ctx: C,
+  options: RunOptions
+): Promise<PipelineResult> {
+  const log = options.log ?? actionsLogger
+  const now = options.now ?? Date.now
+  const timings: StepTiming[] = steps.map((s) => ({ step: s.name, status: 'not run', seconds: 0 }))
+  const ran: Step<C>[] = []
+  let error: unknown
+  let failedStep: string | undefined
+
+  for (const [index, step] of steps.entries()) {
+    const timing = timings[index] as StepTiming
+    if (ctx.signal.aborted) {
+      error = new CancelledError()
+      break
+    }
+    if (step.enabled && !step.enabled(ctx)) {
+      timing.status = 'skipped'
+      continue
+    }
+    ran.push(step)
+    ctx.ledger.currentStep = step.name
+    const started = now()
+    try {
+      await log.group(step.name, () => step.run(ctx))
+      timing.status = 'succeeded'
+    } catch (err) {
+      error =
+        ctx.signal.aborted && !(err instanceof CancelledError) ? new CancelledError(messageOf(err)) : err
+      failedStep = step.name
+      timing.status = ctx.signal.aborted ? 'cancelled' : 'failed'
+    } finally {
+      timing.seconds = (now() - started) / 1000
+      log.info(`${step.name}: ${timing.status} in ${formatSeconds(timing.seconds)}`)
+    }
+    if (error !== undefined) break
+  }
+
+  const failed = error !== undefined
+  const cleanup = await unwind(ran, ctx, failed, options.remove, log)
+  return {
+    ok: !failed,
+    error,
+    failedStep,
+    cancelled: error instanceof CancelledError,
+    timings,
+    cleanup
+  }
+}
+
+/** Undo in reverse order; after success only temporary resources go and products are kept. */
+async function unwind<C extends StepContext>(
+  ran: Step<C>[],
+  ctx: C,
+  failed: boolean,
+  remove: RemoveResource,
+  log: Logger
+): Promise<CleanupReport> {
+  const report: CleanupReport = { removed: [], kept: [], problems: [] }
+  const work = async (): Promise<void> => {
+    for (const step of [...ran].reverse()) {
+      if (step.cleanup) {
+        try {
+          await step.cleanup(ctx, failed)
+        } catch (err) {
+          const problem = `cleanup of step '${step.name}' failed: ${messageOf(err)}`
+          report.problems.push(problem)
+          log.warning(problem)
+        }
+      }
+      const own = ctx.ledger.entries().filter((r) => r.step === step.name)
+      for (const resource of [...own].reverse()) {
+        if (!failed && resource.removeOn === 'failure') {
+          ctx.ledger.forget(resource.kind, resource.id)
+          report.kept.push(describeResource(resource))
+          continue
+        }
+        await removeOne(resource, ctx.ledger, remove, report, log)
+      }
+    }
+    // Anything recorded outside a step that ran (defensive: e.g. set-up) is unwound last.
+    for (const resource of [...ctx.ledger.entries()].reverse()) {
+      if (report.problems.some((p) => p.includes(describeResource(resource)))) continue
+      if (!failed && resource.removeOn === 'failure') continue
+      await removeOne(resource, ctx.ledger, remove, report, log)
+    }
+  }
+  if (ran.length > 0 || ctx.ledger.entries().length > 0) await log.group('Cleanup', work)
+  return report
+}
+
+export async function removeOne(
+  resource: Resource,
+  ledger: Ledger,
+  remove: RemoveResource,
+  report: CleanupReport,
+  log: Logger
+): Promise<void> {
+  const name = describeResource(resource)
+  try {
+    await remove(resource)
+    ledger.forget(resource.kind, resource.id)
+    report.removed.push(name)
+    log.info(`removed ${name}`)
+  } catch (err) {
+    const problem = `could not remove ${name}: ${messageOf(err)}`
+    report.problems.push(problem)
+    log.warning(`${problem} (the post step will try again; remove it by hand if it stays)`)
+  }
+}
+
+export function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message
+  return String(err)
+}
+
+export function formatSeconds(seconds: number): string {
+  if (seconds < 60) return `${seconds.toFixed(1)} s`
+  const m = Math.floor(seconds / 60)
+  const s = Math.round(seconds % 60)
+  return m < 60 ? `${m} min ${s} s` : `${Math.floor(m / 60)} h ${m % 60} min`
+}

@@ -1,0 +1,13 @@
+// The shell scripts that run on instances, as text. Literal URLs so that ncc copies each file
+// into dist/ (flattened: names must stay unique).
+import { readFileSync } from 'node:fs'
+
+const load = (url: URL): string => readFileSync(url, 'utf8')
+
+export const scripts = {
+  'common.sh': () => load(new URL('./common.sh', import.meta.url)),
+  'convert.sh': () => load(new URL('./convert.sh', import.meta.url)),
+  'bundle.sh': () => load(new URL('./bundle.sh', import.meta.url))
+} as const
+
+export type ScriptName = keyof typeof scripts
