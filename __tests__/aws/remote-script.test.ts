@@ -18,6 +18,7 @@ import {
 } from '../../src/aws/remote-script.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
 import { CancelledError } from '../../src/pipeline/runner.js'
+import { companions, scripts } from '../../src/scripts/index.js'
 
 const notYet = () => Object.assign(new Error('InvocationDoesNotExist'), { name: 'InvocationDoesNotExist' })
 
@@ -149,5 +150,14 @@ describe('runRemoteScript', () => {
     })
     expect(ledger.entries()).toEqual([])
     ssm.restore()
+  })
+})
+
+describe('scripts', () => {
+  it.each(['convert.sh', 'bundle.sh'] as const)('%s ships with the files it sources', (script) => {
+    const text = buildCommand(script, [])
+    const sourced = [...scripts[script]().matchAll(/\/([a-z-]+\.sh)"?\s*$/gm)].map((m) => m[1] as string)
+    for (const file of [...companions[script], ...sourced.filter((f) => f in scripts)])
+      expect(text).toContain(`cat > "$d/${file}"`)
   })
 })

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-ssm'
 import type { Ledger } from '../pipeline/ledger.js'
 import { CancelledError } from '../pipeline/runner.js'
-import { type ScriptName, scripts } from '../scripts/index.js'
+import { companions, type EntryScript, scripts } from '../scripts/index.js'
 import { poll } from './poll.js'
 
 /** SSM keeps the first 24,000 characters of stdout and 8,000 of stderr. */
@@ -20,7 +20,7 @@ export const SSM_STDERR_LIMIT = 8000
 export interface RemoteScriptOptions {
   ssm: SSMClient
   instanceId: string
-  script: Exclude<ScriptName, 'common.sh'>
+  script: EntryScript
   args: string[]
   /** What it does, for messages and the command's comment: "convert ami-1 onto vol-2". */
   purpose: string
@@ -60,9 +60,9 @@ export class RemoteCommandError extends Error {
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
-/** The command text: writes common.sh and the script into a private folder and runs it with bash. */
-export function buildCommand(script: Exclude<ScriptName, 'common.sh'>, args: string[]): string {
-  const files: ScriptName[] = ['common.sh', script]
+/** The command text: writes the script and its companions into a private folder and runs it with bash. */
+export function buildCommand(script: EntryScript, args: string[]): string {
+  const files = [...companions[script], script]
   const lines = ['set -u', 'd=$(mktemp -d /tmp/instance-to-ebs.XXXXXX)', `trap 'rm -rf "$d"' EXIT`]
   for (const name of files) {
     const body = scripts[name]()
