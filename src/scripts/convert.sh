@@ -33,7 +33,8 @@
 #
 # Test hooks (environment): I2E_SYS_ROOT (/sys), I2E_BYID_DIR (/dev/disk/by-id), I2E_DEV_DIR
 # (/dev, for --device names), I2E_DEVICE_WAIT_SECONDS (60), I2E_WRITE_BLOCK (dd block size),
-# I2E_PARTITION_NODES=0 (ignore partition nodes: use the loop-device fallback).
+# I2E_PARTITION_NODES=0 (ignore partition nodes: use the loop-device fallback), I2E_SHM_DIR
+# (/dev/shm, where the private work directory is made).
 set -euo pipefail
 # shellcheck source=common.sh disable=SC1091 # checked on its own; shellcheck -x follows it
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -80,7 +81,7 @@ done
 
 # ---------------------------------------------------------------- private work dir, cleanup
 
-shm=/dev/shm
+shm=${I2E_SHM_DIR:-/dev/shm} # memory, so that the key never lands on a disk
 [[ -d $shm && -w $shm ]] || shm=${TMPDIR:-/tmp}
 work=$(mktemp -d "$shm/i2e-convert.XXXXXX") || fail "cannot create a private temporary directory in $shm"
 chmod 700 "$work"
