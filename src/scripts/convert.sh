@@ -375,7 +375,7 @@ if ((target_is_device)); then
     for ((i = 1; i < 16; i++)); do offsets+=($((i * step))); done
     for offset in "${offsets[@]}"; do
       ((offset >= 0)) || continue
-      nonzero=$(dd if="$target" bs=65536 iflag=skip_bytes,count_bytes skip="$offset" count=1048576 status=none | tr -d '\000' | head -c 1 | wc -c)
+      nonzero=$(dd if="$target" bs=65536 iflag=skip_bytes,count_bytes skip="$offset" count=1048576 status=none | tr -d '\000' | wc -c)
       ((nonzero == 0)) ||
         fail "target $target is not blank (data at byte $offset); zero blocks are skipped, so it needs a new empty volume, or run with --write-zeros"
     done
