@@ -2,12 +2,13 @@
 // wrapper named `aws` first on their PATH. It talks to the emulator through the SDK's own endpoint
 // variables (AWS_ENDPOINT_URL …) and knows only what our instance scripts call:
 //   aws s3 cp s3://BUCKET/KEY -|FILE          aws s3 cp FILE|- s3://BUCKET/KEY
+//   aws s3 ls s3://BUCKET/[PREFIX]            (the CLI's columns: date time size name, PRE dir/)
 //   aws ssm get-parameter --name N [--with-decryption] [--query Parameter.Value --output text]
 // Anything else fails loudly (exit 252), so a script that starts using more is noticed in tests.
 import { once } from 'node:events'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm'
 
 const FLAGS = new Set([
@@ -67,6 +68,33 @@ async function s3cp(src, dst, region) {
   return true
 }
 
+// Like the CLI: one level under the prefix's folder, names relative to it; exit 1 when nothing matched.
+async function s3ls(url, region) {
+  const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url)
+  if (!m) return false
+  const [, Bucket, Prefix] = m
+  const folder = Prefix.slice(0, Prefix.lastIndexOf('/') + 1)
+  const s3 = new S3Client({ region, forcePathStyle: true })
+  operation = 'ListObjectsV2'
+  let found = 0
+  let ContinuationToken
+  do {
+    const out = await s3.send(new ListObjectsV2Command({ Bucket, Prefix, Delimiter: '/', ContinuationToken }))
+    for (const p of out.CommonPrefixes ?? []) {
+      process.stdout.write(`${'PRE'.padStart(30)} ${p.Prefix.slice(folder.length)}\n`)
+      found++
+    }
+    for (const o of out.Contents ?? []) {
+      const when = o.LastModified.toISOString().replace('T', ' ').slice(0, 19)
+      process.stdout.write(`${when} ${String(o.Size).padStart(10)} ${o.Key.slice(folder.length)}\n`)
+      found++
+    }
+    ContinuationToken = out.NextContinuationToken
+  } while (ContinuationToken)
+  if (!found && Prefix) process.exit(1)
+  return true
+}
+
 async function getParameter(opts, region) {
   const ssm = new SSMClient({ region })
   operation = 'GetParameter'
@@ -88,6 +116,7 @@ async function main(argv) {
   let done = false
   try {
     if (service === 's3' && command === 'cp' && rest.length === 2) done = await s3cp(rest[0], rest[1], region)
+    else if (service === 's3' && command === 'ls' && rest.length === 1) done = await s3ls(rest[0], region)
     else if (service === 'ssm' && command === 'get-parameter' && opts.name && rest.length === 0)
       done = await getParameter(opts, region)
   } catch (err) {

@@ -148,7 +148,7 @@ describeWithEmulator(title, () => {
     })
   })
 
-  it('gives the command an aws that reads SecureString parameters and S3 objects from moto', async () => {
+  it('gives the command an aws that reads SecureString parameters and lists and reads S3 objects in moto', async () => {
     // PutParameter goes through the stand-in to moto: the forwarding path.
     await ssm.send(new PutParameterCommand({ Name: '/i2e/e2e/key', Value: 'pem-text', Type: 'SecureString' }))
     const s3 = new S3Client({ endpoint: motoUrl, region, credentials, forcePathStyle: true })
@@ -156,11 +156,12 @@ describeWithEmulator(title, () => {
     await s3.send(new PutObjectCommand({ Bucket: 'i2e-e2e-standin', Key: 'b/x.part.0', Body: 'part-zero' }))
     const commandId = await send([
       'aws ssm get-parameter --with-decryption --name /i2e/e2e/key --query Parameter.Value --output text',
-      'aws s3 cp s3://i2e-e2e-standin/b/x.part.0 - | tr a-z A-Z; echo'
+      'aws s3 cp s3://i2e-e2e-standin/b/x.part.0 - | tr a-z A-Z; echo',
+      "aws --region us-east-1 s3 ls s3://i2e-e2e-standin/b/ | awk '{ print $3, $4 }'"
     ])
     const { out } = await waitFor(commandId)
     expect(out.Status).toBe('Success')
-    expect(out.StandardOutputContent).toBe('pem-text\nPART-ZERO\n')
+    expect(out.StandardOutputContent).toBe('pem-text\nPART-ZERO\n9 x.part.0\n')
   })
 
   it('refuses a command for an instance that SSM does not know', async () => {
