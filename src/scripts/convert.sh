@@ -117,12 +117,13 @@ first_line() {
 }
 
 aws_cli() {
-  command -v aws >/dev/null 2>&1 ||
-    fail "the aws CLI is not installed on $(hostname 2>/dev/null || echo this machine) but is needed to read S3/SSM: install the package 'awscli' (dnf install -y awscli, or apt-get install -y awscli), or use a helper AMI that has it"
   aws ${region:+--region "$region"} "$@"
 }
 
 require_cmd openssl gzip tar dd sha1sum tee mkfifo sed grep truncate
+if [[ -n $key_param || $manifest_arg == s3://* || $parts_arg == s3://* ]] && ! command -v aws >/dev/null 2>&1; then
+  fail "the aws CLI is not installed on $(hostname 2>/dev/null || echo this machine) but is needed to read S3/SSM: install the package 'awscli' (dnf install -y awscli, or apt-get install -y awscli), or use a helper AMI that has it"
+fi
 
 # ---------------------------------------------------------------- private key
 
@@ -196,6 +197,8 @@ safe_name='^[A-Za-z0-9_][A-Za-z0-9._+-]*$'
 [[ $bundled_size =~ ^[0-9]{1,19}$ ]] || manifest_bad "bundled_size '$bundled_size' is not a number"
 [[ ${image_digest,,} =~ ^[0-9a-f]{40}$ ]] || manifest_bad "image digest is not a SHA-1"
 image_digest=${image_digest,,}
+[[ $user_key_hex =~ ^([0-9a-fA-F]{2})+$ && $user_iv_hex =~ ^([0-9a-fA-F]{2})+$ ]] ||
+  manifest_bad "user_encrypted_key or user_encrypted_iv is not hex"
 ((part_count > 0)) || manifest_bad "it lists no parts"
 
 part_names=() part_digests=()
