@@ -1,3 +1,190 @@
-// npm run demo: the whole action against the local AWS emulator (being written; see issue 5).
-console.error('demo: not ready yet (issue 5 in progress)')
-process.exit(1)
+// npm run demo: the whole action, as the GitHub Actions runner runs it, against a local AWS
+// emulator. Converts the real instance-store bundle fixture (../shared/fixtures/bundles/hvm-mbr)
+// into an EBS-backed AMI and prints, as its last line, ami-id=<the new AMI id>.
+//
+// What runs where:
+//   - moto (scripts/emulator.sh) answers EC2, S3 and SSM; it executes no remote commands itself;
+//   - the SSM stand-in (scripts/ssm-standin.mjs) runs the action's AWS-RunShellScript commands
+//     (the real convert.sh) on THIS machine, with the new volume as a loop device: so, root;
+//   - the committed dist/index.js runs as the `main` and then the `post` step of a job.
+import { readFileSync } from 'node:fs'
+import {
+  ACCOUNT,
+  EmulatorSession,
+  FIXTURE_DIR,
+  instanceStoreAmi,
+  needsInstall,
+  REGION
+} from './emulator-session.mjs'
+
+const SOURCE_AMI = 'ami-0123456789abcdef0'
+const BUCKET = 'instance-to-ebs-demo'
+const PREFIX = 'bundles/hvm-mbr'
+
+const say = (line = '') => process.stdout.write(`${line}\n`)
+const fail = (message) => {
+  process.stderr.write(`demo: ${message}\n`)
+  process.exitCode = 1
+}
+
+say('instance-to-ebs demo: convert an instance-store AMI into an EBS-backed AMI on a local AWS emulator.')
+say('  - The emulator (moto) answers the EC2, S3 and SSM APIs; it executes no remote commands itself.')
+say('  - The SSM stand-in (scripts/ssm-standin.mjs) runs the convert script that the action sends')
+say('    through SSM Run Command locally, on this machine, with the new EBS volume as a loop device.')
+say(
+  '  - The bundle is a real ec2-bundle-image bundle (test key, not a secret), uploaded to an emulated bucket.'
+)
+say()
+
+if (process.getuid?.() !== 0) {
+  fail(
+    'needs root: the SSM stand-in gives the convert script the new volume as a loop device ' +
+      '(losetup, unshare, mount). Run it as root, e.g.: sudo npm run demo'
+  )
+  process.exit()
+}
+
+const session = new EmulatorSession({
+  amis: [
+    instanceStoreAmi({
+      amiId: SOURCE_AMI,
+      name: 'hvm-mbr-instance-store',
+      imageLocation: `${BUCKET}/${PREFIX}/image.manifest.xml`
+    })
+  ],
+  log: (line) => process.stderr.write(`${line}\n`)
+})
+
+// Ctrl-C / SIGTERM: the action (which gets the terminal's SIGINT too) stops and cleans up, post
+// still runs, then everything this demo started is stopped. A second one stops at once.
+let interrupted = false
+let action
+const onSignal = (signal) => {
+  if (interrupted) {
+    process.stderr.write(`demo: ${signal} again: stopping now\n`)
+    session.stop().finally(() => process.exit(130))
+    return
+  }
+  interrupted = true
+  process.stderr.write(`demo: ${signal}: stopping the action, cleaning up, then stopping the emulator\n`)
+  action?.kill('SIGINT')
+}
+process.on('SIGINT', onSignal)
+process.on('SIGTERM', onSignal)
+
+/** The job log as the runner shows it: masked secrets, no ::add-mask:: lines. */
+function jobLog() {
+  const masks = []
+  let pending = ''
+  return (chunk) => {
+    if (chunk === null) {
+      if (pending === '') return
+      chunk = '\n'
+    }
+    pending += chunk
+    const lines = pending.split('\n')
+    pending = lines.pop() ?? ''
+    for (const line of lines) {
+      const mask = /^::add-mask::(.*)$/.exec(line)
+      if (mask) {
+        masks.push(mask[1].replace(/%0A/g, '\n').replace(/%0D/g, '\r').replace(/%25/g, '%'))
+        continue
+      }
+      let shown = line
+      for (const m of masks) if (m.trim()) shown = shown.split(m).join('***')
+      process.stdout.write(`  | ${shown}\n`)
+    }
+  }
+}
+
+/** The summary's few HTML elements (headings, tables) as plain text lines. */
+function asText(html) {
+  return html
+    .replace(/<h(\d)>(.*?)<\/h\d>/g, (_, n, t) => `${'#'.repeat(Number(n))} ${t}\n`)
+    .replace(/<tr>(.*?)<\/tr>/g, (_, row) => `| ${row.replace(/<\/t[hd]><t[hd]>/g, ' | ')} |\n`)
+    .replace(/<[^>]+>/g, '')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&amp;/g, '&')
+    .replace(/\n{2,}/g, '\n')
+    .trimEnd()
+}
+
+async function runEntry(step, entry) {
+  const { child, done } = step.start(entry)
+  action = child
+  const show = jobLog()
+  child.stdout.on('data', show)
+  child.stderr.on('data', show)
+  const result = await done
+  show(null)
+  action = undefined
+  return result
+}
+
+let amiId = ''
+let summary = ''
+try {
+  say(
+    needsInstall()
+      ? 'Starting the emulator: the first run installs moto into a cached root (about 1-2 minutes)...'
+      : 'Starting the emulator and the SSM stand-in...'
+  )
+  const started = Date.now()
+  await session.start()
+  if (!session.loopDevices)
+    throw new Error(
+      'the SSM stand-in cannot give commands loop devices here (no losetup, unshare or overlay mounts); ' +
+        `its log: ${session.standinLog.trim()}`
+    )
+  say(
+    `  moto at ${session.motoUrl}, SSM stand-in at ${session.standinUrl} (${(Date.now() - started) / 1000} s)`
+  )
+
+  say(`Seeding the emulated account ${ACCOUNT} in ${REGION}:`)
+  const bundle = await session.uploadBundle({ bucket: BUCKET, prefix: PREFIX })
+  say(`  bundle s3://${BUCKET}/${PREFIX}/: image.manifest.xml, ${bundle.parts.join(', ')}`)
+  say(`  instance-store AMI ${SOURCE_AMI}, ImageLocation ${bundle.imageLocation}`)
+  const helper = await session.launchHelper()
+  say(`  helper instance ${helper.instanceId} (EBS root, running, online in SSM through the stand-in)`)
+  const before = await session.inventory()
+
+  const step = session.step({
+    'source-ami-id': SOURCE_AMI,
+    'helper-instance-id': helper.instanceId,
+    'x509-private-key': readFileSync(`${FIXTURE_DIR}/test-key.pem`, 'utf8'),
+    'ami-name': 'hvm-mbr-ebs-demo',
+    tags: 'project=instance-to-ebs-demo'
+  })
+  say()
+  say(`Running dist/index.js (main) with ${process.execPath} (${process.version}), as the runner would:`)
+  const main = await runEntry(step, 'main')
+  say(`main exited with ${main.code ?? main.signal}`)
+  say('Running dist/index.js (post), with STATE_* from the main step:')
+  const post = await runEntry(step, 'post')
+  say(`post exited with ${post.code ?? post.signal}`)
+
+  summary = step.summary()
+  amiId = step.outputs()['ami-id'] ?? ''
+  const left = EmulatorSession.added(before, await session.inventory())
+  const leftVolumes = left.volumes.map((v) => v.id)
+  if (leftVolumes.length > 0 || left.parameters.length > 0)
+    fail(`the run left behind: ${[...leftVolumes, ...left.parameters].join(', ')}`)
+  if (interrupted) fail('interrupted')
+  else if (main.code !== 0 || !amiId) fail('the action did not produce an AMI (see its log above)')
+  else if (!left.images.includes(amiId)) fail(`the emulator does not list ${amiId}`)
+} catch (err) {
+  fail(err instanceof Error ? err.message : String(err))
+} finally {
+  await session.stop()
+}
+
+if (summary) {
+  say()
+  say('Job summary (GITHUB_STEP_SUMMARY, its HTML shown as text):')
+  say(asText(summary))
+}
+if (process.exitCode === undefined || process.exitCode === 0) {
+  say()
+  say(`ami-id=${amiId}`)
+}

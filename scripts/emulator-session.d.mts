@@ -1,0 +1,97 @@
+// Types for scripts/emulator-session.mjs (used by the demo as JavaScript, by the e2e tests as TypeScript).
+import type { ChildProcess } from 'node:child_process'
+import type { EC2Client } from '@aws-sdk/client-ec2'
+import type { S3Client } from '@aws-sdk/client-s3'
+import type { SSMClient } from '@aws-sdk/client-ssm'
+
+export const REPO: string
+export const DIST_INDEX: string
+export const FIXTURE_DIR: string
+export const REGION: string
+export const ZONE: string
+export const ACCOUNT: string
+export const CREDENTIALS: { accessKeyId: string; secretAccessKey: string }
+export const HELPER_AMI_ID: string
+
+export interface MotoAmi {
+  ami_id: string
+  name: string
+  image_location?: string
+  [key: string]: unknown
+}
+
+export function instanceStoreAmi(options: { amiId: string; name: string; imageLocation: string }): MotoAmi
+export function helperAmi(): MotoAmi
+export function needsInstall(): boolean
+export function parseCommandFile(text: string): Record<string, string>
+export function actionDefaults(): Record<string, string>
+export function waitUntil(
+  test: () => boolean | Promise<boolean>,
+  options?: { timeoutMs?: number; everyMs?: number }
+): Promise<boolean>
+
+export interface LedgerEntry {
+  kind: string
+  id: string
+  region: string
+  removeOn: string
+  step: string
+  detail?: Record<string, string>
+}
+
+export interface ActionResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+export type Entry = 'main' | 'post'
+
+export class RunnerStep {
+  readonly inputs: Record<string, string>
+  readonly dir: string
+  readonly files: { GITHUB_STATE: string; GITHUB_OUTPUT: string; GITHUB_STEP_SUMMARY: string }
+  state(): Record<string, string>
+  outputs(): Record<string, string>
+  summary(): string
+  ledger(): LedgerEntry[]
+  env(entry: Entry): Record<string, string>
+  start(entry?: Entry, options?: { echo?: boolean }): { child: ChildProcess; done: Promise<ActionResult> }
+  run(entry?: Entry, options?: { echo?: boolean }): Promise<ActionResult>
+}
+
+export interface Inventory {
+  volumes: { id: string; state: string; attachedTo: string[] }[]
+  snapshots: string[]
+  images: string[]
+  parameters: string[]
+  instances: string[]
+}
+
+export class EmulatorSession {
+  constructor(options?: { amis?: MotoAmi[]; log?: (line: string) => void })
+  readonly dir: string
+  motoUrl: string
+  standinUrl: string
+  standinLog: string
+  loopDevices: boolean
+  ec2: EC2Client
+  s3: S3Client
+  /** SSM straight to moto (parameters); ssmViaStandin goes through the stand-in like the action. */
+  ssm: SSMClient
+  ssmViaStandin: SSMClient
+  awsEnv(): Record<string, string>
+  start(): Promise<void>
+  uploadBundle(options: {
+    bucket: string
+    prefix: string
+    fixtureDir?: string
+    corrupt?: string
+  }): Promise<{ imageLocation: string; parts: string[] }>
+  launchHelper(): Promise<{ instanceId: string; rootVolumeIds: string[]; rootDeviceName?: string }>
+  inventory(): Promise<Inventory>
+  static added(before: Inventory, after: Inventory): Inventory
+  step(inputs: Record<string, string>): RunnerStep
+  stop(): Promise<void>
+}
