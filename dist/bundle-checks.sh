@@ -29,10 +29,13 @@
 
 I2E_ROOT=${I2E_ROOT:-}
 
-# Filled by check_space for bundle.sh.
-CHOSEN_DESTINATION=
+# Filled by the checks, for bundle.sh.
+CHOSEN_DESTINATION=''
 ROOT_USED_BYTES=0
 SPACE_NEEDED_BYTES=0
+MENU_LST_CONFIG=''
+MENU_LST_MATCHES=''
+MENU_LST_DIFFERENCES=''
 
 gib() { awk -v b="$1" 'BEGIN { printf "%.1f GiB", b / 1073741824 }'; }
 
@@ -98,7 +101,7 @@ compare_cmdline() {
     key=${token%%=*}
     want_value[$key]=${token#"$key"}
   done
-  MENU_LST_DIFFERENCES=
+  MENU_LST_DIFFERENCES=''
   for token in "${want[@]}"; do
     key=${token%%=*}
     comparable "$key" || continue
@@ -146,22 +149,29 @@ fix_kernel_lines() {
   result menu_lst_backup "$backup"
 }
 
+# check_menu_lst FIX: FIX is yes (rewrite now), no (report only) or later (bundle.sh rewrites
+# with fix_kernel_lines "$MENU_LST_CONFIG" once nothing else can refuse the run).
 check_menu_lst() {
-  local fix=$1 config
-  config=$(grub_config) || fail "neither /boot/grub/menu.lst nor /boot/grub/grub.conf exists: the bundled image boots with GRUB legacy (PV-GRUB for paravirtual) and would not boot without one; create it (on Ubuntu: apt-get install grub-legacy-ec2) and bundle again" "$EXIT_REFUSED"
-  if compare_cmdline "$config"; then
+  local fix=$1
+  MENU_LST_CONFIG=$(grub_config) || fail "neither /boot/grub/menu.lst nor /boot/grub/grub.conf exists: the bundled image boots with GRUB legacy (PV-GRUB for paravirtual) and would not boot without one; create it (on Ubuntu: apt-get install grub-legacy-ec2) and bundle again" "$EXIT_REFUSED"
+  local shown=${MENU_LST_CONFIG#"$I2E_ROOT"}
+  if compare_cmdline "$MENU_LST_CONFIG"; then
+    MENU_LST_MATCHES=yes
     result cmdline_matches_menu_lst yes
     return 0
   fi
-  progress "the kernel command line differs from the default entry of ${config#"$I2E_ROOT"}: $MENU_LST_DIFFERENCES"
+  MENU_LST_MATCHES=no
+  progress "the kernel command line differs from the default entry of $shown: $MENU_LST_DIFFERENCES"
   result cmdline_matches_menu_lst no
   result menu_lst_differences "$MENU_LST_DIFFERENCES"
-  if [[ $fix == yes ]]; then
-    fix_kernel_lines "$config"
-    progress "rewrote the kernel arguments in ${config#"$I2E_ROOT"}"
-  else
-    progress "the image boots with the arguments in ${config#"$I2E_ROOT"}; pass --fix-menu-lst (fix-menu-lst: true) to copy the running ones into it"
-  fi
+  case $fix in
+  yes)
+    fix_kernel_lines "$MENU_LST_CONFIG"
+    progress "rewrote the kernel arguments in $shown"
+    ;;
+  later) progress "the kernel arguments in $shown will be rewritten before bundling" ;;
+  *) progress "the image boots with the arguments in $shown; pass --fix-menu-lst (fix-menu-lst: true) to copy the running ones into it" ;;
+  esac
 }
 
 # --- space ------------------------------------------------------------------------------------
@@ -195,9 +205,7 @@ check_space() {
     avail_kb=$(df_kb "$dir" 4)
     [[ $avail_kb =~ ^[0-9]+$ ]] || continue
     if ((avail_kb >= need_kb)); then
-      # shellcheck disable=SC2034 # read by bundle.sh
       CHOSEN_DESTINATION=$dir
-      result bundle_destination "$dir"
       return 0
     fi
     report+="${report:+, }${dir#"$I2E_ROOT"} has $(gib $((avail_kb * 1024)))"
@@ -220,8 +228,8 @@ checks_main() {
   case $which in
   efi) check_efi ;;
   menu-lst) check_menu_lst "$fix" ;;
-  space) check_space "$destination" ;;
-  all) check_efi && check_menu_lst "$fix" && check_space "$destination" ;;
+  space) check_space "$destination" && result bundle_destination "$CHOSEN_DESTINATION" ;;
+  all) check_efi && check_menu_lst "$fix" && check_space "$destination" && result bundle_destination "$CHOSEN_DESTINATION" ;;
   *) fail "unknown check '$which' (all, efi, menu-lst or space)" "$EXIT_USAGE" ;;
   esac
 }

@@ -33,7 +33,8 @@
 #
 # Test hooks (environment): I2E_SYS_ROOT (/sys), I2E_BYID_DIR (/dev/disk/by-id), I2E_DEV_DIR
 # (/dev, for --device names), I2E_DEVICE_WAIT_SECONDS (60), I2E_WRITE_BLOCK (dd block size),
-# I2E_PARTITION_NODES=0 (ignore partition nodes: use the loop-device fallback).
+# I2E_PARTITION_NODES=0 (ignore partition nodes: use the loop-device fallback), I2E_SHM_DIR
+# (/dev/shm, where the private work directory is made).
 set -euo pipefail
 # shellcheck source=common.sh disable=SC1091 # checked on its own; shellcheck -x follows it
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -80,7 +81,7 @@ done
 
 # ---------------------------------------------------------------- private work dir, cleanup
 
-shm=/dev/shm
+shm=${I2E_SHM_DIR:-/dev/shm} # memory, so that the key never lands on a disk
 [[ -d $shm && -w $shm ]] || shm=${TMPDIR:-/tmp}
 work=$(mktemp -d "$shm/i2e-convert.XXXXXX") || fail "cannot create a private temporary directory in $shm"
 chmod 700 "$work"
@@ -116,12 +117,13 @@ first_line() {
 }
 
 aws_cli() {
-  command -v aws >/dev/null 2>&1 ||
-    fail "the aws CLI is not installed on $(hostname 2>/dev/null || echo this machine) but is needed to read S3/SSM: install the package 'awscli' (dnf install -y awscli, or apt-get install -y awscli), or use a helper AMI that has it"
   aws ${region:+--region "$region"} "$@"
 }
 
 require_cmd openssl gzip tar dd sha1sum tee mkfifo sed grep truncate
+if [[ -n $key_param || $manifest_arg == s3://* || $parts_arg == s3://* ]] && ! command -v aws >/dev/null 2>&1; then
+  fail "the aws CLI is not installed on $(hostname 2>/dev/null || echo this machine) but is needed to read S3/SSM: install the package 'awscli' (dnf install -y awscli, or apt-get install -y awscli), or use a helper AMI that has it"
+fi
 
 # ---------------------------------------------------------------- private key
 
@@ -195,6 +197,8 @@ safe_name='^[A-Za-z0-9_][A-Za-z0-9._+-]*$'
 [[ $bundled_size =~ ^[0-9]{1,19}$ ]] || manifest_bad "bundled_size '$bundled_size' is not a number"
 [[ ${image_digest,,} =~ ^[0-9a-f]{40}$ ]] || manifest_bad "image digest is not a SHA-1"
 image_digest=${image_digest,,}
+[[ $user_key_hex =~ ^([0-9a-fA-F]{2})+$ && $user_iv_hex =~ ^([0-9a-fA-F]{2})+$ ]] ||
+  manifest_bad "user_encrypted_key or user_encrypted_iv is not hex"
 ((part_count > 0)) || manifest_bad "it lists no parts"
 
 part_names=() part_digests=()
@@ -374,7 +378,7 @@ if ((target_is_device)); then
     for ((i = 1; i < 16; i++)); do offsets+=($((i * step))); done
     for offset in "${offsets[@]}"; do
       ((offset >= 0)) || continue
-      nonzero=$(dd if="$target" bs=65536 iflag=skip_bytes,count_bytes skip="$offset" count=1048576 status=none | tr -d '\000' | head -c 1 | wc -c)
+      nonzero=$(dd if="$target" bs=65536 iflag=skip_bytes,count_bytes skip="$offset" count=1048576 status=none | tr -d '\000' | wc -c)
       ((nonzero == 0)) ||
         fail "target $target is not blank (data at byte $offset); zero blocks are skipped, so it needs a new empty volume, or run with --write-zeros"
     done

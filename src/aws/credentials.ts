@@ -1,0 +1,60 @@
+// Credentials that expire mid-run fail the run late, often during cleanup. OIDC role sessions
+// last one hour unless asked otherwise, so compare the expiry with the longest this run may
+// take and say how to fix it before anything is created.
+import * as core from '@actions/core'
+import type { Settings } from '../settings.js'
+import type { Clients } from './clients.js'
+
+/** Helper launch, volume, snapshot and AMI waits, cleanup: everything but the remote commands. */
+export const OVERHEAD_MINUTES = 25
+/** A dry run only runs the preflight checks. */
+export const DRY_RUN_MINUTES = 5
+
+/** The longest the run may take: each remote command may use timeout-minutes. */
+export function runMinutes(settings: Pick<Settings, 'mode' | 'timeoutMinutes' | 'dryRun'>): number {
+  if (settings.dryRun) return DRY_RUN_MINUTES
+  const commands = settings.mode === 'full' ? 2 : 1
+  return commands * settings.timeoutMinutes + OVERHEAD_MINUTES
+}
+
+export interface CredentialLifetime {
+  /** When the credentials expire; undefined when they do not (long-term keys) or are unknown. */
+  expiresAt?: Date
+  neededMinutes: number
+  /** The warning given, if any. */
+  warning?: string
+}
+
+/** Suggested session length: the run plus a margin, in whole quarter hours, at most 12 hours. */
+export const suggestedSeconds = (minutes: number): number =>
+  Math.min(43200, Math.ceil((minutes + 10) / 15) * 15 * 60)
+
+export async function checkCredentialLifetime(
+  clients: Pick<Clients, 'ec2'>,
+  settings: Pick<Settings, 'mode' | 'timeoutMinutes' | 'dryRun'>,
+  now: Date = new Date(),
+  warn: (message: string) => void = (m) => core.warning(m)
+): Promise<CredentialLifetime> {
+  const neededMinutes = runMinutes(settings)
+  let expiresAt: Date | undefined
+  try {
+    expiresAt = (await clients.ec2.config.credentials()).expiration
+  } catch {
+    // No credentials at all: the first AWS call reports that, with its own hint.
+    return { neededMinutes }
+  }
+  if (!expiresAt) return { neededMinutes }
+  const leftMinutes = Math.floor((expiresAt.getTime() - now.getTime()) / 60000)
+  if (leftMinutes >= neededMinutes) return { expiresAt, neededMinutes }
+  const what = settings.dryRun
+    ? 'a dry run'
+    : `mode ${settings.mode} with timeout-minutes ${settings.timeoutMinutes} (${settings.mode === 'full' ? 'two remote commands' : 'one remote command'} plus about ${OVERHEAD_MINUTES} min for the helper, volume, snapshot, AMI and cleanup)`
+  const seconds = suggestedSeconds(neededMinutes)
+  const warning =
+    `The AWS credentials expire at ${expiresAt.toISOString()}, in ${Math.max(leftMinutes, 0)} min, but this run may take up to ${neededMinutes} min: ${what}. ` +
+    `If they expire mid-run, the run fails and cleanup cannot remove what it created. ` +
+    `Set role-duration-seconds: ${seconds} in aws-actions/configure-aws-credentials and make sure the role's MaxSessionDuration allows it ` +
+    `(role chaining is limited to 1 hour)${settings.dryRun ? '' : ', or lower timeout-minutes'}.`
+  warn(warning)
+  return { expiresAt, neededMinutes, warning }
+}
