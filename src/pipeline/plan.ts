@@ -1,12 +1,14 @@
 // Which steps run, by mode. bundle: bundle steps; convert: convert steps; full: both, the
 // bundle's manifest, image facts and key handed to convert through the run context.
 import type { Settings } from '../settings.js'
+import { bundleSteps } from './bundle/index.js'
 import type { RunContext } from './context.js'
 import type { Step } from './runner.js'
 
 export function planSteps(settings: Settings): Step<RunContext>[] {
   switch (settings.mode) {
     case 'bundle':
+      return bundleSteps()
     case 'convert':
     case 'full':
       return []

@@ -1,0 +1,201 @@
+// Bundle preflight: everything that can be known before anything is changed, and all a dry run
+// does in bundle mode. Each failure names what to fix.
+import {
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  type DescribeInstancesCommandOutput,
+  type EC2Client,
+  type Instance,
+  RegisterImageCommand
+} from '@aws-sdk/client-ec2'
+import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm'
+import { errorCode } from '../../aws/poll.js'
+import type { Architecture, VirtualizationType } from '../../settings.js'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { checkBucketAcceptsAcls, checkBucketRegion, checkPrefixFree } from './bucket.js'
+import { BUNDLE_NAME, type BundleImageFacts, bundleState, known } from './state.js'
+
+const SSM_ONLINE_FIX =
+  'the SSM agent must run on it, its instance profile must include the AmazonSSMManagedInstanceCore policy, and it must reach the ssm, ssmmessages and ec2messages endpoints'
+
+/** bundle.sh's own rules for what it accepts (narrower than the inputs in places). */
+const SCRIPT_PREFIX = /^[A-Za-z0-9/._-]+$/
+const HVM_ROOT_DEVICES = ['/dev/sda1', '/dev/xvda']
+
+async function sourceInstance(ec2: EC2Client, instanceId: string, region: string) {
+  let out: Partial<DescribeInstancesCommandOutput> = {}
+  try {
+    out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))
+  } catch (err) {
+    const code = errorCode(err)
+    if (code !== 'InvalidInstanceID.NotFound' && code !== 'InvalidInstanceID.Malformed') throw err
+  }
+  for (const r of out.Reservations ?? []) {
+    const instance = r.Instances?.find((i) => i.InstanceId === instanceId)
+    if (instance) return { instance, ownerId: r.OwnerId }
+  }
+  throw new Error(
+    `The source instance ${instanceId} does not exist in ${region}; check source-instance-id and region`
+  )
+}
+
+export function imageFacts(instance: Instance, ctx: RunContext): BundleImageFacts {
+  const o = ctx.settings.image
+  const architecture = (o.architecture ?? instance.Architecture) as Architecture | undefined
+  const virtualizationType = (o.virtualizationType ?? instance.VirtualizationType) as
+    | VirtualizationType
+    | undefined
+  const rootDeviceName = o.rootDeviceName ?? instance.RootDeviceName ?? '/dev/sda1'
+  const id = instance.InstanceId
+  if (architecture !== 'x86_64' && architecture !== 'i386' && architecture !== 'arm64')
+    throw new Error(
+      `The source instance ${id} reports architecture '${architecture ?? 'none'}', which the AMI tools cannot bundle; set architecture to x86_64, i386 or arm64 if that is wrong`
+    )
+  if (virtualizationType !== 'hvm' && virtualizationType !== 'paravirtual')
+    throw new Error(
+      `The source instance ${id} reports no virtualization type; set virtualization-type to hvm or paravirtual`
+    )
+  if (virtualizationType === 'hvm' && !HVM_ROOT_DEVICES.includes(rootDeviceName))
+    throw new Error(
+      `The root device ${rootDeviceName} of ${id} cannot be bundled as hvm: ec2-bundle-vol's block-device mapping supports /dev/sda1 and /dev/xvda; set root-device-name to one of them`
+    )
+  const paravirtual = virtualizationType === 'paravirtual'
+  return {
+    architecture,
+    virtualizationType,
+    rootDeviceName,
+    kernelId: paravirtual ? (o.kernelId ?? instance.KernelId) : undefined,
+    ramdiskId: paravirtual ? (o.ramdiskId ?? instance.RamdiskId) : undefined,
+    enaSupport: ctx.settings.ami.enaSupport ?? instance.EnaSupport
+  }
+}
+
+function checkSource(instance: Instance, region: string): void {
+  const id = instance.InstanceId
+  const state = instance.State?.Name
+  if (state !== 'running')
+    throw new Error(
+      `The source instance ${id} is ${state ?? 'in an unknown state'}, not running; bundling reads its live root filesystem, so start it (an instance-store instance that was stopped or terminated cannot be bundled)`
+    )
+  if (instance.RootDeviceType !== 'instance-store')
+    throw new Error(
+      `The source instance ${id} has an ${instance.RootDeviceType ?? 'unknown'} root device, not instance-store: it is already EBS-backed and needs no bundling; make an AMI of it with CreateImage (aws ec2 create-image --instance-id ${id} --region ${region}) instead`
+    )
+}
+
+async function checkOnline(ctx: RunContext, instanceId: string): Promise<void> {
+  const out = await ctx.clients.ssm.send(
+    new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] })
+  )
+  const status = out.InstanceInformationList?.find((i) => i.InstanceId === instanceId)?.PingStatus
+  if (status !== 'Online')
+    throw new Error(
+      `The source instance ${instanceId} is ${status === undefined ? 'not known to SSM' : `${status} in SSM`}, so no command can run on it; ${SSM_ONLINE_FIX}`
+    )
+}
+
+function checkScriptInputs(ctx: RunContext, prefix: string): void {
+  if (!SCRIPT_PREFIX.test(prefix))
+    throw new Error(
+      `s3-prefix '${prefix}' has characters bundle.sh does not pass to ec2-upload-bundle; use letters, digits and / . _ - only`
+    )
+  const spaced = ctx.settings.bundle.exclude.find((p) => /\s/.test(p))
+  if (spaced)
+    throw new Error(
+      `bundle-exclude '${spaced}' contains white space, which ec2-bundle-vol's exclude list cannot hold; exclude a parent folder without spaces instead`
+    )
+}
+
+async function checkAmiNameFree(ec2: EC2Client, name: string): Promise<void> {
+  const out = await ec2.send(
+    new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] })
+  )
+  const taken = out.Images?.find((i) => i.Name === name)
+  if (taken)
+    throw new Error(
+      `An AMI named '${name}' already exists (${taken.ImageId}); the instance-store AMI takes the name '<ami-name>-instance-store': choose another ami-name or deregister ${taken.ImageId}`
+    )
+}
+
+/** EC2 DryRun proves the permission to register without registering anything. */
+async function checkRegisterPermission(
+  ctx: RunContext,
+  name: string,
+  facts: BundleImageFacts
+): Promise<void> {
+  const s = bundleState(ctx)
+  try {
+    await ctx.clients.ec2.send(
+      new RegisterImageCommand({
+        DryRun: true,
+        Name: name,
+        ImageLocation: `${s.bucket}/${s.prefix}/${BUNDLE_NAME}.manifest.xml`,
+        Architecture: facts.architecture,
+        VirtualizationType: facts.virtualizationType,
+        RootDeviceName: facts.rootDeviceName
+      })
+    )
+  } catch (err) {
+    const code = errorCode(err) ?? 'error'
+    if (code === 'DryRunOperation') return
+    if (code === 'UnauthorizedOperation')
+      throw new Error(
+        "The action's AWS credentials may not call ec2:RegisterImage (EC2 DryRun answered UnauthorizedOperation); allow it in the IAM policy of the role the workflow assumes"
+      )
+    ctx.log.info(`RegisterImage permission not proven by DryRun (${code}); going on`)
+  }
+}
+
+/** Default base name of the AMIs: the instance and the time of the run. */
+export function defaultAmiName(instanceId: string, now: Date): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')
+  return `instance-to-ebs-${instanceId}-${stamp}`
+}
+
+export function bundlePreflight(now: () => Date = () => new Date()): Step<RunContext> {
+  return {
+    name: 'bundle preflight',
+    run: async (ctx) => {
+      const { settings, clients } = ctx
+      const s = bundleState(ctx)
+      const instanceId = known(settings.source.instanceId, 'source-instance-id')
+      s.bucket = known(settings.bundle.bucket, 's3-bucket')
+      s.prefix = known(settings.bundle.prefix, 's3-prefix')
+      checkScriptInputs(ctx, s.prefix)
+
+      const { instance, ownerId } = await sourceInstance(clients.ec2, instanceId, settings.region)
+      checkSource(instance, settings.region)
+      if (!ownerId || !/^\d{12}$/.test(ownerId))
+        throw new Error(
+          `EC2 did not say which account owns ${instanceId}; ec2-bundle-vol needs it (--account-id)`
+        )
+      s.accountId = ownerId
+      s.facts = imageFacts(instance, ctx)
+      await checkOnline(ctx, instanceId)
+
+      await checkBucketRegion(clients.s3, s.bucket, settings.region)
+      await checkBucketAcceptsAcls(clients.s3, s.bucket, ctx.log)
+      await checkPrefixFree(clients.s3, s.bucket, s.prefix, settings.bundle.ifExists, ctx.log)
+      s.manifestUrl = `s3://${s.bucket}/${s.prefix}/${BUNDLE_NAME}.manifest.xml`
+
+      s.amiName = `${settings.ami.name ?? defaultAmiName(instanceId, now())}-instance-store`
+      if (s.amiName.length > 128)
+        throw new Error(
+          `The instance-store AMI name '${s.amiName}' is longer than 128 characters; shorten ami-name`
+        )
+      await checkAmiNameFree(clients.ec2, s.amiName)
+      await checkRegisterPermission(ctx, s.amiName, s.facts)
+
+      const f = s.facts
+      Object.assign(ctx.facts, {
+        'source instance': `${instanceId} (${f.virtualizationType}, ${f.architecture}, root ${f.rootDeviceName}${f.kernelId ? `, kernel ${f.kernelId}` : ''})`,
+        'bundle location': s.manifestUrl,
+        'instance-store AMI name': s.amiName
+      })
+      ctx.log.info(
+        `${instanceId} can be bundled to ${s.manifestUrl} and registered as '${s.amiName}'${settings.dryRun ? ' (dry run: stopping here)' : ''}`
+      )
+    }
+  }
+}

@@ -1,0 +1,45 @@
+// Registers the uploaded bundle as an instance-store AMI, recorded the moment EC2 gives its id.
+import { type BlockDeviceMapping, RegisterImageCommand } from '@aws-sdk/client-ec2'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { bundleState, bundleTags, changing, known } from './state.js'
+
+/** The instance-store disks, as the seed procedure and Packer's amazon-instance builder map them. */
+export const EPHEMERAL_MAPPINGS: BlockDeviceMapping[] = [
+  { DeviceName: '/dev/sdb', VirtualName: 'ephemeral0' },
+  { DeviceName: '/dev/sdc', VirtualName: 'ephemeral1' }
+]
+
+export const registerInstanceStoreImage: Step<RunContext> = {
+  name: 'register instance-store AMI',
+  enabled: changing,
+  run: async (ctx) => {
+    const s = bundleState(ctx)
+    const facts = known(s.facts, 'the image facts')
+    const name = known(s.amiName, 'the AMI name')
+    const imageLocation = known(s.imageLocation, 'the uploaded manifest')
+    const paravirtual = facts.virtualizationType === 'paravirtual'
+    const out = await ctx.clients.ec2.send(
+      new RegisterImageCommand({
+        Name: name,
+        Description:
+          ctx.settings.ami.description ?? `instance-to-ebs: bundle of ${ctx.settings.source.instanceId}`,
+        ImageLocation: imageLocation,
+        Architecture: facts.architecture,
+        VirtualizationType: facts.virtualizationType,
+        KernelId: paravirtual ? facts.kernelId : undefined,
+        RamdiskId: paravirtual ? facts.ramdiskId : undefined,
+        RootDeviceName: facts.rootDeviceName,
+        BlockDeviceMappings: EPHEMERAL_MAPPINGS,
+        EnaSupport: facts.enaSupport,
+        SriovNetSupport: ctx.settings.ami.sriovNetSupport,
+        TagSpecifications: [{ ResourceType: 'image', Tags: bundleTags(ctx, name) }]
+      })
+    )
+    const imageId = out.ImageId
+    if (!imageId) throw new Error(`EC2 accepted the registration of '${name}' but returned no image id`)
+    ctx.ledger.record({ kind: 'image', id: imageId, removeOn: 'failure' })
+    s.imageId = imageId
+    ctx.log.info(`registered ${imageId} ('${name}') from ${imageLocation}`)
+  }
+}

@@ -1,0 +1,102 @@
+// Runs bundle.sh on the source instance: ec2-bundle-vol, then ec2-upload-bundle to the bucket.
+// The bundle is recorded before the command is sent, because a failed upload may leave parts.
+import { RemoteCommandError, runRemoteScript } from '../../aws/remote-script.js'
+import { hintFor } from '../../report/hints.js'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { keyParameterOf } from './key-material.js'
+import { BUNDLE_NAME, bundleState, changing, known } from './state.js'
+
+/** bundle.sh's command line (see the header of src/scripts/bundle.sh). */
+export function bundleArgs(ctx: RunContext): string[] {
+  const s = bundleState(ctx)
+  const facts = known(s.facts, 'the image facts')
+  const b = ctx.settings.bundle
+  const args = ['--virtualization-type', facts.virtualizationType, '--architecture', facts.architecture]
+  if (facts.virtualizationType === 'hvm') args.push('--root-device-name', facts.rootDeviceName)
+  args.push(
+    '--account-id',
+    known(s.accountId, 'the account id'),
+    '--bucket',
+    known(s.bucket, 'the bucket'),
+    '--prefix',
+    known(s.prefix, 'the prefix'),
+    '--region',
+    ctx.settings.region,
+    '--cert-parameter',
+    known(keyParameterOf(ctx, 'certificate'), 'the certificate parameter'),
+    '--key-parameter',
+    known(keyParameterOf(ctx, 'privateKey'), 'the private key parameter'),
+    '--bundle-name',
+    BUNDLE_NAME,
+    '--install-prerequisites',
+    String(b.installPrerequisites)
+  )
+  if (b.stopServices.length > 0) args.push('--stop-services', b.stopServices.join(' '))
+  if (b.exclude.length > 0) args.push('--exclude', b.exclude.join(' '))
+  if (b.fixMenuLst) args.push('--fix-menu-lst')
+  return args
+}
+
+export const bundleVolume: Step<RunContext> = {
+  name: 'bundle and upload',
+  enabled: changing,
+  run: async (ctx) => {
+    const s = bundleState(ctx)
+    const instanceId = known(ctx.settings.source.instanceId, 'source-instance-id')
+    const manifestUrl = known(s.manifestUrl, 'the manifest location')
+    const args = bundleArgs(ctx)
+    if (ctx.settings.bundle.keep)
+      ctx.log.info(
+        `keep-bundle: the objects under ${manifestUrl.replace(/[^/]+$/, '')} stay even if the run fails`
+      )
+    // With keep-bundle nothing may remove the objects, not even the post entry: they are not recorded.
+    else ctx.ledger.record({ kind: 'bundle', id: manifestUrl, removeOn: 'failure' })
+    let result: Awaited<ReturnType<typeof runRemoteScript>>
+    try {
+      result = await runRemoteScript({
+        ssm: ctx.clients.ssm,
+        instanceId,
+        script: 'bundle.sh',
+        args,
+        purpose: `bundle ${instanceId} to ${manifestUrl}`,
+        timeoutMinutes: ctx.settings.timeoutMinutes,
+        signal: ctx.signal,
+        ledger: ctx.ledger,
+        logGroup: ctx.settings.logGroup,
+        onProgress: (m) => ctx.log.info(m),
+        pollDelayMs: ctx.pollDelayMs
+      })
+    } catch (err) {
+      // The fix itself is added once, to the run's last line (report/failure.ts); the cause goes here.
+      if (err instanceof RemoteCommandError) {
+        const hint = hintFor(`${err.message}\n${err.output}`)
+        if (hint) ctx.log.info(`Likely cause: ${hint.problem}`)
+      }
+      throw err
+    }
+    for (const key of [
+      'ami_tools_version',
+      'image_bytes',
+      'part_count',
+      'services_restarted',
+      'menu_lst_differences'
+    ])
+      if (result.results[key]) ctx.facts[`bundle ${key.replace(/_/g, ' ')}`] = result.results[key] as string
+    if (result.results.services_not_restarted)
+      ctx.log.warning(
+        `bundle.sh could not start these services again on ${instanceId}: ${result.results.services_not_restarted}; start them by hand`
+      )
+    const location = result.results.image_location
+    if (!location)
+      throw new Error(
+        `bundle.sh finished on ${instanceId} without reporting image_location; see its output above`
+      )
+    if (`s3://${location}` !== manifestUrl)
+      throw new Error(
+        `bundle.sh uploaded to s3://${location}, not to ${manifestUrl} as asked; check bundle.sh's arguments`
+      )
+    s.imageLocation = location
+    ctx.log.info(`bundle uploaded: ${manifestUrl}`)
+  }
+}
