@@ -29,5 +29,20 @@ if [[ ! -x node_modules/.bin/jest || package-lock.json -nt node_modules/.package
   npm ci --no-audit --no-fund
 fi
 
-# The emulator root for the end-to-end tests and the demo (cached outside the repository).
-bash scripts/emulator.sh install
+# The emulator for the end-to-end tests and the demo. scripts/emulator.sh start takes, in order, a
+# server named by I2E_MOTO_URL, a working moto_server on PATH, else the cached root: install the
+# root (once, into a cache outside the repository; reused afterwards) only when it will be used.
+emulator_started=$SECONDS
+source=${I2E_MOTO_SOURCE:-auto}
+if [[ $source != root && -n ${I2E_MOTO_URL:-} ]] && curl -fsS --max-time 3 -o /dev/null "$I2E_MOTO_URL/moto-api/"; then
+  echo "setup: emulator: the moto server at $I2E_MOTO_URL"
+elif [[ $source == auto || $source == path ]] && command -v moto_server >/dev/null && moto_server --help >/dev/null 2>&1; then
+  echo "setup: emulator: moto_server on PATH ($(command -v moto_server))"
+else
+  bash scripts/emulator.sh install
+  echo "setup: emulator: the cached moto root, ready in $((SECONDS - emulator_started)) s"
+fi
+# The end-to-end tests and the demo give the convert script loop devices: that needs root.
+if [[ $(id -u) -ne 0 ]]; then
+  echo 'setup: note: not root; the end-to-end tests need root for loop devices (sudo npm test); CI fails without it' >&2
+fi
