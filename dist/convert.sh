@@ -10,29 +10,33 @@
 #
 # The bundle is streamed, never copied: parts in manifest order (names from the manifest
 # only, each one's SHA-1 checked as it passes) | AES-128-CBC decrypt | gunzip | SHA-1 of the
-# tar stream | GNU tar (the sparse member expanded to stdout) | dd onto the target. The run
-# succeeds only when the tar stream's SHA-1 equals the manifest's image digest, the image
-# has exactly the manifest's size, and the manifest's signature verifies against the public
-# half of the private key.
+# tar stream | GNU tar, writing the image member straight onto the target. The run succeeds
+# only when the tar stream's SHA-1 equals the manifest's image digest, the image has exactly
+# the manifest's size, and the manifest's signature verifies against the public half of the
+# private key.
 #
-# Zero blocks are skipped, not written (dd conv=sparse). That is only right on a target that
-# already reads zeros: a new, empty EBS volume, or a file, which this script truncates to 0
-# and then to the image size first. A block device is sampled before writing and refused if
-# it holds data; --write-zeros writes every block instead (for a reused device).
+# Zero runs are skipped, not written. Bundles hold the image as a GNU sparse member (only
+# the data regions are stored), and tar, given the seekable target as its stdout, seeks over
+# the holes. (Expanding them through a pipe for dd conv=sparse would cost tar one 512-byte
+# write per zero block: two million system calls per GiB of zeros.) Skipping is only right
+# on a target that already reads zeros: a new, empty EBS volume, or a file, which this
+# script truncates to 0 and then to the image size first. A block device is sampled before
+# writing and refused if it holds data; --write-zeros writes every block instead (through
+# dd, for a reused device).
 #
 # Block-device targets are then finalized (unless --no-finalize): partition table re-read,
 # root filesystem found and checked (fsck -n), mounted in a private directory, instance-store
 # entries removed from /etc/fstab (backup kept, diff printed), facts reported.
 #
 # Result lines (stdout, see common.sh): target, image_bytes (size of the rebuilt image),
-# bytes_written (bytes actually written to the target; the rest were zero blocks skipped),
+# bytes_written (bytes actually written to the target; the rest were holes, left as they were),
 # digest=ok, and when finalizing partition_table, root_partition, root_partition_offset_bytes,
 # filesystem, filesystem_label, filesystem_uuid, kernel_version, bootloader_config,
 # bootloader_kernel, initramfs, initramfs_nvme, initramfs_ena, initramfs_note,
 # fstab_removed, fstab_backup. One file on purpose: the action ships it with common.sh only.
 #
 # Test hooks (environment): I2E_SYS_ROOT (/sys), I2E_BYID_DIR (/dev/disk/by-id), I2E_DEV_DIR
-# (/dev, for --device names), I2E_DEVICE_WAIT_SECONDS (60), I2E_WRITE_BLOCK (dd block size),
+# (/dev, for --device names), I2E_DEVICE_WAIT_SECONDS (60),
 # I2E_PARTITION_NODES=0 (ignore partition nodes: use the loop-device fallback), I2E_SHM_DIR
 # (/dev/shm, where the private work directory is made).
 set -euo pipefail
@@ -372,7 +376,7 @@ if ((target_is_device)); then
   ((device_size >= image_size)) ||
     fail "target $target is too small: $device_size bytes, the image needs $image_size ($(((image_size + 1073741823) / 1073741824)) GiB): attach a larger volume"
   if ((!write_zeros)); then
-    # Zero blocks are skipped, so the device must read zeros: refuse one that visibly holds data.
+    # Holes are not written, so the device must read zeros: refuse one that visibly holds data.
     step=$((device_size / 16 / 65536 * 65536))
     offsets=(0 $((device_size - 1048576)))
     for ((i = 1; i < 16; i++)); do offsets+=($((i * step))); done
@@ -380,7 +384,7 @@ if ((target_is_device)); then
       ((offset >= 0)) || continue
       nonzero=$(dd if="$target" bs=65536 iflag=skip_bytes,count_bytes skip="$offset" count=1048576 status=none | tr -d '\000' | wc -c)
       ((nonzero == 0)) ||
-        fail "target $target is not blank (data at byte $offset); zero blocks are skipped, so it needs a new empty volume, or run with --write-zeros"
+        fail "target $target is not blank (data at byte $offset); holes in the image are not written, so it needs a new empty volume, or run with --write-zeros"
     done
   fi
 else
@@ -441,23 +445,35 @@ decompress() {
   gzip -dc 2>"$work/gzip.err"
 }
 
-# untar_image: the image member, sparse regions expanded, on stdout. Whatever follows the
-# member is drained so that the digest covers the whole stream.
-untar_image() {
-  tar -xO -f - "$image_name" 2>"$work/tar.err" || exit $?
+tar_list=(tar -xO -vv --index-file="$work/tar.index" -f - "$image_name")
+
+# record_written FILE...: the bytes this stage's processes passed to write(), less what they
+# wrote to FILE... (their own reports): wchar of this subshell includes its reaped children.
+record_written() {
+  local io=/proc/$BASHPID/io wchar own=0 f # (BASHPID here: inside $(...) it is another process)
+  wchar=$(awk '$1 == "wchar:" { print $2 }' "$io" 2>/dev/null || true)
+  for f in "$@"; do own=$((own + $(wc -c <"$f"))); done
+  echo $((${wchar:-0} - own)) >"$work/written"
+}
+
+# untar_onto_target: GNU tar writes the image member straight onto the target, given as its
+# stdout. The target is seekable, so tar seeks over the sparse member's holes (the zero runs
+# the bundler recorded) instead of writing zeros. What follows the member is drained so that
+# the digest covers the whole stream.
+untar_onto_target() {
+  "${tar_list[@]}" 1<>"$target" 2>"$work/tar.err" || exit $?
+  record_written "$work/tar.index" "$work/tar.err"
   cat >/dev/null
 }
 
-write_block=${I2E_WRITE_BLOCK:-65536}
-# write_target: stdin onto the target, skipping all-zero blocks unless --write-zeros; records
-# the bytes dd passed to write() (wchar of this subshell includes its reaped children).
-write_target() {
-  local conv=notrunc,fsync
-  ((write_zeros)) || conv=sparse,$conv
-  dd of="$target" bs="$write_block" iflag=fullblock conv="$conv" 2>"$work/dd.err" || exit $?
-  local io=/proc/$BASHPID/io wchar # (read BASHPID here: inside $(...) it is another process)
-  wchar=$(awk '$1 == "wchar:" { print $2 }' "$io" 2>/dev/null || true)
-  echo $((${wchar:-0} - $(wc -c <"$work/dd.err"))) >"$work/wchar" # minus dd's own report
+# --write-zeros: the member with its holes expanded to stdout, and dd writing every block.
+untar_to_stdout() {
+  "${tar_list[@]}" 2>"$work/tar.err" || exit $?
+  cat >/dev/null
+}
+write_every_block() {
+  dd of="$target" bs=65536 iflag=fullblock conv=notrunc 2>"$work/dd.err" || exit $?
+  record_written "$work/dd.err"
 }
 
 progress "streaming $part_count part(s) from $parts_src onto $target"
@@ -466,20 +482,24 @@ mkfifo "$work/tar.fifo"
 sha1sum <"$work/tar.fifo" >"$work/tar.sha1" &
 hasher_pid=$!
 exec 4>&1
+stage_names=(parts decrypt gunzip tee tar write)
 set +e
-stream_parts | decrypt | decompress | tee "$work/tar.fifo" 2>"$work/tee.err" | untar_image | write_target
+if ((write_zeros)); then
+  stream_parts | decrypt | decompress | tee "$work/tar.fifo" 2>"$work/tee.err" | untar_to_stdout | write_every_block
+else
+  stream_parts | decrypt | decompress | tee "$work/tar.fifo" 2>"$work/tee.err" | untar_onto_target
+fi
 status=("${PIPESTATUS[@]}")
 set -e
 wait "$hasher_pid" || true
 hasher_pid=''
 
-stage_names=(parts decrypt gunzip tee tar write)
 stage_texts=(
   "reading the parts failed"
   "decryption failed ($(first_line "$work/openssl.err")): the parts do not form the complete encrypted bundle"
   "gunzip failed ($(first_line "$work/gzip.err")): the decrypted bundle is not a complete gzip stream"
   "the tar stream could not be hashed ($(first_line "$work/tee.err"))"
-  "tar could not extract '$image_name' ($(first_line "$work/tar.err")): the bundle holds no such image"
+  "tar could not extract '$image_name' onto $target ($(first_line "$work/tar.err"))"
   "writing to $target failed ($(first_line "$work/dd.err"))"
 )
 [[ ! -s $work/reason.parts ]] || fail "$(<"$work/reason.parts")"
@@ -491,24 +511,27 @@ done
 for i in "${!status[@]}"; do
   ((status[i] == 0)) || fail "the ${stage_names[i]} stage was interrupted (exit ${status[i]})"
 done
+[[ -s $work/tar.index ]] || fail "tar found no '$image_name' in the bundle: the manifest does not belong to these parts"
+sync "$target" 2>/dev/null || sync
 
 stream_digest=$(cut -d' ' -f1 "$work/tar.sha1")
 [[ $stream_digest == "$image_digest" ]] ||
   fail "the decrypted tar stream's SHA-1 $stream_digest differs from the manifest's image digest $image_digest: the bundle is corrupt; bundle the image again"
-image_bytes=$(sed -n 's/^\([0-9][0-9]*\) bytes.*/\1/p' "$work/dd.err")
-[[ -n $image_bytes ]] || fail "cannot read dd's byte count ($(first_line "$work/dd.err"))"
+# The member's size as tar lists it ("-rw-r--r-- 0/0 SIZE DATE TIME NAME"; sparse: real size).
+image_bytes=$(awk 'NR == 1 { print $3 }' "$work/tar.index")
+[[ $image_bytes =~ ^[0-9]+$ ]] || fail "cannot read the image size from tar's listing ($(head -c 200 "$work/tar.index"))"
 ((image_bytes == image_size)) ||
   fail "the manifest's image size $image_size differs from the image in the bundle ($image_bytes bytes): the manifest does not belong to these parts"
 if ((!target_is_device)); then
   actual=$(stat -c %s "$target")
   ((actual == image_size)) || fail "target file $target is $actual bytes after writing, expected $image_size"
 fi
-bytes_written=$(<"$work/wchar")
+bytes_written=$(<"$work/written")
 elapsed=$((SECONDS - started))
 result image_bytes "$image_bytes"
 result bytes_written "$bytes_written"
 result digest ok
-progress "image rebuilt: $((image_bytes / 1048576)) MiB, $((bytes_written / 1048576)) MiB written, zero blocks skipped, in ${elapsed}s"
+progress "image rebuilt: $((image_bytes / 1048576)) MiB, of which $((bytes_written / 1048576)) MiB written (the rest: holes left unwritten), in ${elapsed}s"
 
 ((finalize && target_is_device)) || exit 0
 

@@ -2,7 +2,7 @@
 // a configurable attempt count, our user agent, and the SDK's own endpoint variables
 // (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2, …) so tests can point them at an emulator.
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs'
-import { EC2Client } from '@aws-sdk/client-ec2'
+import { EC2Client, type EC2ClientConfig } from '@aws-sdk/client-ec2'
 import { S3Client } from '@aws-sdk/client-s3'
 import { SSMClient } from '@aws-sdk/client-ssm'
 
@@ -20,14 +20,22 @@ export interface ClientOptions {
   region: string
   maxAttempts: number
   env?: NodeJS.ProcessEnv
+  /** Replaces the standard strategy built from maxAttempts (tests: the same strategy with a short backoff). */
+  retryStrategy?: EC2ClientConfig['retryStrategy']
 }
 
-export function makeClients({ region, maxAttempts, env = process.env }: ClientOptions): Clients {
+export function makeClients({
+  region,
+  maxAttempts,
+  env = process.env,
+  retryStrategy
+}: ClientOptions): Clients {
   const common = {
     region,
     maxAttempts,
     retryMode: 'standard' as const,
-    customUserAgent: [USER_AGENT]
+    customUserAgent: [USER_AGENT],
+    ...(retryStrategy ? { retryStrategy } : {})
   }
   // Path-style addressing only for local S3 emulators, which cannot serve bucket subdomains.
   const forcePathStyle = Boolean(env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL)

@@ -3,13 +3,15 @@
 import type { Settings } from '../settings.js'
 import { bundleSteps } from './bundle/index.js'
 import type { RunContext } from './context.js'
+import { convertSteps } from './convert/index.js'
 import type { Step } from './runner.js'
 
 export function planSteps(settings: Settings): Step<RunContext>[] {
   switch (settings.mode) {
+    case 'convert':
+      return [...convertSteps]
     case 'bundle':
       return bundleSteps()
-    case 'convert':
     case 'full':
       return []
   }

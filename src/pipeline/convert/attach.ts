@@ -1,0 +1,49 @@
+// Attaches the work volume to the helper at a device name nothing else uses (/dev/sdf to
+// /dev/sdp, as EC2 recommends for EBS), and waits for the attachment itself to be `attached`.
+import { AttachVolumeCommand } from '@aws-sdk/client-ec2'
+import { waitForAttachment } from '../../aws/ec2-wait.js'
+import { describeInstance } from '../../aws/instances.js'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { convertState, need, proceeding } from './state.js'
+
+/** sdf, xvdf, xvdf1 and /dev/sdf all name the same slot: compare by letter. */
+const slotOf = (device: string): string | undefined => /^(?:\/dev\/)?(?:sd|xvd)([a-z])\d*$/.exec(device)?.[1]
+
+export function freeDevice(used: (string | undefined)[]): string | undefined {
+  const taken = new Set(used.map((d) => (d ? slotOf(d) : undefined)))
+  for (const letter of 'fghijklmnop') if (!taken.has(letter)) return `/dev/sd${letter}`
+  return undefined
+}
+
+export const attachVolumeStep: Step<RunContext> = {
+  name: 'attach volume',
+  enabled: proceeding,
+  run: async (ctx) => {
+    const s = convertState(ctx)
+    const helper = need(s.helper, 'the helper')
+    const volumeId = need(s.volumeId, 'the work volume')
+    const instance = await describeInstance(ctx.clients.ec2, helper.instanceId)
+    const device = freeDevice((instance?.BlockDeviceMappings ?? []).map((b) => b.DeviceName))
+    if (!device)
+      throw new Error(
+        `Helper ${helper.instanceId} has a volume at every device from /dev/sdf to /dev/sdp; detach some or use another helper`
+      )
+    await ctx.clients.ec2.send(
+      new AttachVolumeCommand({ VolumeId: volumeId, InstanceId: helper.instanceId, Device: device })
+    )
+    ctx.ledger.record({
+      kind: 'attachment',
+      id: volumeId,
+      removeOn: 'always',
+      detail: { instanceId: helper.instanceId, device }
+    })
+    s.device = device
+    ctx.log.info(`attaching ${volumeId} to ${helper.instanceId} as ${device}`)
+    await waitForAttachment(ctx.clients.ec2, volumeId, helper.instanceId, {
+      signal: ctx.signal,
+      minDelayMs: ctx.pollDelayMs,
+      onProgress: ctx.log.info
+    })
+  }
+}

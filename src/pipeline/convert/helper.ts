@@ -1,0 +1,48 @@
+// The helper: the given instance (checked by preflight), or a temporary one launched for this
+// run, recorded the moment RunInstances answers and terminated in cleanup whatever happens.
+import { RunInstancesCommand } from '@aws-sdk/client-ec2'
+import { describeInstance, waitForInstanceRunning, waitForSsmOnline } from '../../aws/instances.js'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { runInstancesInput } from './preflight.js'
+import { convertState, need, proceeding, runIdOf } from './state.js'
+
+export const helperStep: Step<RunContext> = {
+  name: 'helper',
+  enabled: proceeding,
+  run: async (ctx) => {
+    const s = convertState(ctx)
+    const { helper } = ctx.settings
+    if (helper.instanceId) {
+      const instance = await describeInstance(ctx.clients.ec2, helper.instanceId)
+      const az = need(
+        instance?.Placement?.AvailabilityZone,
+        `the availability zone of helper ${helper.instanceId}`
+      )
+      s.helper = { instanceId: helper.instanceId, availabilityZone: az, launched: false }
+      ctx.log.info(`using helper ${helper.instanceId} in ${az}`)
+      return
+    }
+    const launch = need(helper.launch, 'how to launch the helper')
+    const amiId = need(s.helperAmiId ?? launch.amiId, 'the helper AMI')
+    const out = await ctx.clients.ec2.send(
+      new RunInstancesCommand({
+        ...runInstancesInput(ctx, launch, amiId),
+        ClientToken: `i2e-${runIdOf(ctx)}-helper`.slice(0, 64)
+      })
+    )
+    const instance = out.Instances?.[0]
+    const instanceId = need(instance?.InstanceId, 'the id of the launched helper')
+    ctx.ledger.record({ kind: 'instance', id: instanceId, removeOn: 'always' })
+    ctx.log.info(`launched helper ${instanceId} (${launch.instanceType}, ${amiId})`)
+    const opts = { signal: ctx.signal, minDelayMs: ctx.pollDelayMs, onProgress: ctx.log.info }
+    const running = await waitForInstanceRunning(ctx.clients.ec2, instanceId, opts)
+    await waitForSsmOnline(ctx.clients.ssm, instanceId, opts)
+    const az = need(
+      running.Placement?.AvailabilityZone ?? instance?.Placement?.AvailabilityZone,
+      'the helper availability zone'
+    )
+    s.helper = { instanceId, availabilityZone: az, launched: true }
+    ctx.log.info(`helper ${instanceId} is running in ${az} and online in SSM`)
+  }
+}

@@ -1,0 +1,36 @@
+// The convert steps, in order. Mode convert runs them all; mode full can run
+// `convertChecks` before the bundle steps and `convertWork` after them (the source checks
+// then read outputs['instance-store-ami-id'], which the bundle steps set).
+import { keyParameterStep } from '../key-parameter.js'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { attachVolumeStep } from './attach.js'
+import { detachVolumeStep } from './detach.js'
+import { helperStep } from './helper.js'
+import { imageFactsStep } from './image-facts.js'
+import { preflightStep } from './preflight.js'
+import { preflightSourceStep } from './preflight-source.js'
+import { registerStep } from './register.js'
+import { snapshotStep } from './snapshot.js'
+import { proceeding } from './state.js'
+import { createVolumeStep } from './volume.js'
+import { writeImageStep } from './write.js'
+
+/** Needs no source: helper, key parameter, permissions. */
+export const convertChecks: Step<RunContext>[] = [preflightStep]
+
+/** Source checks (and the dry-run stop), then everything that creates something. */
+export const convertWork: Step<RunContext>[] = [
+  preflightSourceStep,
+  imageFactsStep,
+  helperStep,
+  keyParameterStep({ enabled: proceeding }),
+  createVolumeStep,
+  attachVolumeStep,
+  writeImageStep,
+  detachVolumeStep,
+  snapshotStep,
+  registerStep
+]
+
+export const convertSteps: Step<RunContext>[] = [...convertChecks, ...convertWork]

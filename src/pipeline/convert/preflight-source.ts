@@ -1,0 +1,137 @@
+// Preflight, part two: the source. The instance-store AMI (or the manifest given directly), the
+// manifest and every part in S3, the volume size, and the name of the AMI to make. In mode full
+// the source AMI is the one the bundle steps registered (outputs['instance-store-ami-id']).
+import { DescribeImagesCommand, type Image } from '@aws-sdk/client-ec2'
+import { checkParts, manifestFromImageLocation, readManifest, s3Url } from '../../aws/manifest.js'
+import { errorCode } from '../../aws/poll.js'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { convertState, GiB } from './state.js'
+
+async function describeSourceImage(ctx: RunContext, amiId: string): Promise<Image> {
+  let image: Image | undefined
+  try {
+    const out = await ctx.clients.ec2.send(new DescribeImagesCommand({ ImageIds: [amiId] }))
+    image = out.Images?.[0]
+  } catch (err) {
+    if (!/^InvalidAMIID\./.test(errorCode(err) ?? '')) throw err
+  }
+  if (!image)
+    throw new Error(
+      `Source AMI ${amiId} does not exist in ${ctx.settings.region} or is not visible to this account; check 'source-ami-id' and 'region'`
+    )
+  if (image.RootDeviceType === 'ebs')
+    throw new Error(
+      `Source AMI ${amiId} is already EBS-backed; there is nothing to convert (give an instance-store AMI in 'source-ami-id')`
+    )
+  if (image.State !== 'available')
+    throw new Error(`Source AMI ${amiId} is ${image.State}; only an available AMI can be converted`)
+  return image
+}
+
+/** The name of the new AMI: the input, or the source's name with -ebs, kept to EC2's rules. */
+export function amiNameFor(ctx: RunContext, source: Image | undefined): string {
+  if (ctx.settings.ami.name) return ctx.settings.ami.name
+  const base = (source?.Name ?? source?.ImageId ?? 'instance-to-ebs').replace(
+    /[^A-Za-z0-9()[\] ./\-'@_]/g,
+    '-'
+  )
+  return `${base.slice(0, 124)}-ebs`
+}
+
+/** Looks for an own AMI of that name and applies if-ami-exists. */
+async function checkAmiName(ctx: RunContext, name: string, sourceId: string | undefined): Promise<void> {
+  const s = convertState(ctx)
+  const out = await ctx.clients.ec2.send(
+    new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] })
+  )
+  const existing = out.Images?.find((i) => i.Name === name)
+  if (!existing) {
+    ctx.log.info(`AMI name '${name}' is free`)
+    return
+  }
+  const id = existing.ImageId as string
+  if (id === sourceId || existing.RootDeviceType !== 'ebs')
+    throw new Error(
+      `AMI name '${name}' belongs to the instance-store AMI ${id}; set 'ami-name' to a different name for the EBS-backed AMI`
+    )
+  switch (ctx.settings.ami.ifExists) {
+    case 'fail':
+      throw new Error(
+        `An AMI named '${name}' already exists (${id}); set 'if-ami-exists' to reuse or replace, or choose another 'ami-name'`
+      )
+    case 'reuse': {
+      s.stop = 'reuse'
+      const snapshot = existing.BlockDeviceMappings?.find((b) => b.DeviceName === existing.RootDeviceName)
+        ?.Ebs?.SnapshotId
+      ctx.outputs['ami-id'] = id
+      if (snapshot) ctx.outputs['snapshot-id'] = snapshot
+      ctx.log.info(
+        `AMI '${name}' exists (${id}); if-ami-exists: reuse, so it is the result and nothing is made`
+      )
+      return
+    }
+    case 'replace':
+      s.replaces = existing
+      ctx.log.info(
+        `AMI '${name}' exists (${id}); if-ami-exists: replace, so it is deregistered once the new image is ready`
+      )
+      return
+  }
+}
+
+export const preflightSourceStep: Step<RunContext> = {
+  name: 'preflight source',
+  run: async (ctx) => {
+    const s = convertState(ctx)
+    const { settings } = ctx
+    let manifest = settings.source.manifest
+    const amiId = settings.source.amiId ?? ctx.outputs['instance-store-ami-id']
+    if (!manifest) {
+      if (!amiId) {
+        if (settings.dryRun) {
+          s.stop = 'dry-run'
+          ctx.log.info(
+            'dry run: the source AMI is made by the bundle steps, so its checks wait for a real run'
+          )
+          return
+        }
+        throw new Error("No source to convert: set 'source-ami-id' or 'manifest-location'")
+      }
+      const image = await describeSourceImage(ctx, amiId)
+      s.sourceImage = image
+      manifest = manifestFromImageLocation(image.ImageLocation ?? '')
+      if (!manifest)
+        throw new Error(
+          `Source AMI ${amiId} has no usable bundle location ('${image.ImageLocation ?? ''}'); set 'manifest-location' to s3://bucket/prefix/name.manifest.xml instead`
+        )
+      ctx.log.info(
+        `source ${amiId} (${image.Name ?? 'no name'}): instance-store, bundle at ${s3Url(manifest)}`
+      )
+    }
+    s.manifest = manifest
+
+    const parsed = await readManifest(ctx.clients.s3, manifest)
+    const bundled = await checkParts(ctx.clients.s3, manifest, parsed.parts)
+    ctx.log.info(
+      `manifest: image of ${parsed.imageBytes} bytes in ${parsed.parts.length} part(s) (${bundled} bytes), all readable`
+    )
+    s.imageBytes = parsed.imageBytes
+    const needed = Math.max(1, Math.ceil(parsed.imageBytes / GiB))
+    const asked = settings.ami.volumeSizeGiB
+    if (asked !== undefined && asked < needed)
+      throw new Error(
+        `'volume-size' ${asked} GiB is smaller than the image (${parsed.imageBytes} bytes = ${needed} GiB); set it to ${needed} or more, or leave it empty`
+      )
+    s.volumeSizeGiB = Math.max(needed, asked ?? 0)
+    ctx.log.info(`volume size: ${s.volumeSizeGiB} GiB`)
+
+    const name = amiNameFor(ctx, s.sourceImage)
+    s.amiName = name
+    await checkAmiName(ctx, name, amiId)
+    if (s.stop === 'reuse') {
+      if (amiId) ctx.outputs['instance-store-ami-id'] = amiId
+      ctx.outputs['manifest-location'] = s3Url(manifest)
+    }
+  }
+}

@@ -1,0 +1,242 @@
+// Preflight, part one: what does not depend on the source image. The helper is usable (or can
+// be launched), the private key parameter exists, and EC2 DryRun proves the mutating calls are
+// allowed. Nothing is created. In mode full this can run before the bundle is made.
+import {
+  AttachVolumeCommand,
+  CreateSnapshotCommand,
+  CreateVolumeCommand,
+  DescribeSubnetsCommand,
+  RegisterImageCommand,
+  RunInstancesCommand
+} from '@aws-sdk/client-ec2'
+import { DescribeParametersCommand, GetParameterCommand } from '@aws-sdk/client-ssm'
+import { describeInstance, SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
+import { type Proof, provePermission } from '../../aws/permissions.js'
+import { errorCode } from '../../aws/poll.js'
+import type { HelperLaunch } from '../../settings.js'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { convertState, tagSpec } from './state.js'
+
+/** Stand-ins for ids that do not exist yet; EC2 checks permission before it looks them up. */
+const PLACEHOLDER_VOLUME = 'vol-00000000000000000'
+const PLACEHOLDER_SNAPSHOT = 'snap-00000000000000000'
+const PLACEHOLDER_INSTANCE = 'i-00000000000000000'
+
+/** Graviton families (a1, t4g, m7g, c6gn, x2gd, is4gen…) run arm64; the rest of the types x86_64. */
+export const helperArchitecture = (instanceType: string): 'arm64' | 'x86_64' =>
+  /^(a1|[a-z]+\d+g[a-z]*)\./.test(instanceType) ? 'arm64' : 'x86_64'
+
+export const defaultHelperAmiParameter = (arch: 'arm64' | 'x86_64'): string =>
+  `/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${arch}`
+
+interface HelperPlace {
+  availabilityZone: string
+  instanceId?: string
+  rootVolumeId?: string
+}
+
+async function checkGivenHelper(ctx: RunContext, instanceId: string): Promise<HelperPlace> {
+  const { ec2, ssm } = ctx.clients
+  let instance: Awaited<ReturnType<typeof describeInstance>>
+  try {
+    instance = await describeInstance(ec2, instanceId)
+  } catch (err) {
+    if (!/^InvalidInstanceID\./.test(errorCode(err) ?? '')) throw err
+  }
+  if (!instance)
+    throw new Error(
+      `Helper instance ${instanceId} does not exist in ${ctx.settings.region}; check 'helper-instance-id' and 'region'`
+    )
+  const state = instance.State?.Name
+  if (state !== 'running')
+    throw new Error(
+      `Helper instance ${instanceId} is ${state ?? 'in an unknown state'}; start it or give a running 'helper-instance-id'`
+    )
+  if (instance.RootDeviceType !== 'ebs')
+    throw new Error(
+      `Helper instance ${instanceId} is instance-store-backed; the helper must be EBS-backed: give another 'helper-instance-id' or launch one with 'helper-subnet-id'`
+    )
+  const ping = await ssmPingStatus(ssm, instanceId)
+  if (ping !== 'Online')
+    throw new Error(
+      `Helper instance ${instanceId} is ${ping ? `${ping} in SSM` : 'not registered with SSM'}, so commands cannot reach it; ${SSM_ONLINE_FIX}`
+    )
+  const az = instance.Placement?.AvailabilityZone
+  if (!az) throw new Error(`EC2 did not say which availability zone helper ${instanceId} is in; try again`)
+  const root = instance.BlockDeviceMappings?.find((b) => b.DeviceName === instance.RootDeviceName)
+  ctx.log.info(`helper ${instanceId}: running, EBS-backed, online in SSM, in ${az}`)
+  return { availabilityZone: az, instanceId, rootVolumeId: root?.Ebs?.VolumeId }
+}
+
+async function checkLaunch(ctx: RunContext, launch: HelperLaunch): Promise<HelperPlace> {
+  const { ec2, ssm } = ctx.clients
+  let az: string | undefined
+  try {
+    const out = await ec2.send(new DescribeSubnetsCommand({ SubnetIds: [launch.subnetId] }))
+    az = out.Subnets?.[0]?.AvailabilityZone
+  } catch (err) {
+    if (!/^InvalidSubnet/.test(errorCode(err) ?? '')) throw err
+  }
+  if (!az)
+    throw new Error(
+      `Subnet ${launch.subnetId} does not exist in ${ctx.settings.region}; check 'helper-subnet-id'`
+    )
+
+  const s = convertState(ctx)
+  let amiId = launch.amiId
+  if (!amiId) {
+    const arch = helperArchitecture(launch.instanceType)
+    const name = defaultHelperAmiParameter(arch)
+    try {
+      const out = await ssm.send(new GetParameterCommand({ Name: name }))
+      amiId = out.Parameter?.Value
+    } catch (err) {
+      throw new Error(
+        `Could not read the latest Amazon Linux 2023 AMI id from ${name} (${errorCode(err) ?? 'error'}); allow ssm:GetParameter on it or set 'helper-ami-id'`
+      )
+    }
+    if (!amiId) throw new Error(`SSM parameter ${name} is empty; set 'helper-ami-id'`)
+    ctx.log.info(`helper AMI: ${amiId} (latest Amazon Linux 2023, ${arch})`)
+  }
+  s.helperAmiId = amiId
+
+  const proof = await provePermission(
+    'ec2:RunInstances (with iam:PassRole for the helper instance profile and ec2:CreateTags)',
+    () => ec2.send(new RunInstancesCommand({ ...runInstancesInput(ctx, launch, amiId), DryRun: true }))
+  )
+  report(ctx, 'launch the helper', proof)
+  return { availabilityZone: az }
+}
+
+/** The one RunInstances request, shared by the DryRun probe and the helper step. */
+export function runInstancesInput(ctx: RunContext, launch: HelperLaunch, amiId: string) {
+  const profile = launch.instanceProfile.startsWith('arn:')
+    ? { Arn: launch.instanceProfile }
+    : { Name: launch.instanceProfile }
+  return {
+    ImageId: amiId,
+    InstanceType: launch.instanceType as never,
+    MinCount: 1,
+    MaxCount: 1,
+    SubnetId: launch.subnetId,
+    SecurityGroupIds: launch.securityGroupIds.length > 0 ? launch.securityGroupIds : undefined,
+    IamInstanceProfile: profile,
+    InstanceInitiatedShutdownBehavior: 'terminate' as const,
+    MetadataOptions: { HttpTokens: 'required' as const, HttpEndpoint: 'enabled' as const },
+    TagSpecifications: [
+      ...tagSpec(ctx, 'instance', 'instance-to-ebs helper'),
+      ...tagSpec(ctx, 'volume', 'instance-to-ebs helper')
+    ]
+  }
+}
+
+function report(ctx: RunContext, what: string, proof: Proof): void {
+  if (proof.proven) ctx.log.info(`permission to ${what}: ok`)
+  else
+    ctx.log.info(
+      `permission to ${what}: not provable in advance (DryRun answered ${proof.code}); it is checked when the call is made`
+    )
+}
+
+async function checkKeyParameter(ctx: RunContext): Promise<void> {
+  const key = ctx.settings.x509.privateKey
+  if (key?.kind !== 'parameter') return
+  const out = await ctx.clients.ssm.send(
+    new DescribeParametersCommand({
+      ParameterFilters: [{ Key: 'Name', Option: 'Equals', Values: [key.name] }]
+    })
+  )
+  const found = out.Parameters?.find((p) => p.Name === key.name || `/${p.Name}` === key.name)
+  if (!found)
+    throw new Error(
+      `SSM parameter ${key.name} does not exist in ${ctx.settings.region}; check 'x509-private-key-parameter' (a SecureString holding the PEM private key)`
+    )
+  if (found.Type !== 'SecureString')
+    ctx.log.warning(
+      `SSM parameter ${key.name} is a ${found.Type}, not a SecureString: the private key is stored unencrypted`
+    )
+}
+
+async function provePermissions(ctx: RunContext, place: HelperPlace): Promise<void> {
+  const { ec2 } = ctx.clients
+  const { ami } = ctx.settings
+  const volume = place.rootVolumeId ?? PLACEHOLDER_VOLUME
+  const checks: [string, string, () => Promise<unknown>][] = [
+    [
+      'create the volume',
+      'ec2:CreateVolume (and ec2:CreateTags)',
+      () =>
+        ec2.send(
+          new CreateVolumeCommand({
+            DryRun: true,
+            AvailabilityZone: place.availabilityZone,
+            Size: 1,
+            VolumeType: ami.volumeType,
+            Iops: ami.volumeType === 'io1' || ami.volumeType === 'io2' ? 3000 : undefined,
+            Encrypted: ami.encrypted || undefined,
+            KmsKeyId: ami.kmsKeyId,
+            TagSpecifications: tagSpec(ctx, 'volume', 'instance-to-ebs work volume')
+          })
+        )
+    ],
+    [
+      'attach the volume',
+      'ec2:AttachVolume',
+      () =>
+        ec2.send(
+          new AttachVolumeCommand({
+            DryRun: true,
+            VolumeId: volume,
+            InstanceId: place.instanceId ?? PLACEHOLDER_INSTANCE,
+            Device: '/dev/sdf'
+          })
+        )
+    ],
+    [
+      'snapshot the volume',
+      'ec2:CreateSnapshot (and ec2:CreateTags)',
+      () =>
+        ec2.send(
+          new CreateSnapshotCommand({
+            DryRun: true,
+            VolumeId: volume,
+            TagSpecifications: tagSpec(ctx, 'snapshot', 'instance-to-ebs')
+          })
+        )
+    ],
+    [
+      'register the AMI',
+      'ec2:RegisterImage',
+      () =>
+        ec2.send(
+          new RegisterImageCommand({
+            DryRun: true,
+            Name: 'instance-to-ebs-permission-probe',
+            RootDeviceName: '/dev/sda1',
+            VirtualizationType: 'hvm',
+            Architecture: 'x86_64',
+            BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { SnapshotId: PLACEHOLDER_SNAPSHOT } }]
+          })
+        )
+    ]
+  ]
+  for (const [what, actions, call] of checks) report(ctx, what, await provePermission(actions, call))
+}
+
+/** Helper, key parameter and permissions: the checks that need no source image. */
+export const preflightStep: Step<RunContext> = {
+  name: 'preflight',
+  run: async (ctx) => {
+    const { helper } = ctx.settings
+    let place: HelperPlace
+    if (helper.instanceId) place = await checkGivenHelper(ctx, helper.instanceId)
+    else if (helper.launch) place = await checkLaunch(ctx, helper.launch)
+    else
+      throw new Error(
+        "No helper: set 'helper-instance-id' (a running EBS-backed instance online in SSM) or 'helper-subnet-id' and 'helper-instance-profile' to launch one"
+      )
+    await checkKeyParameter(ctx)
+    await provePermissions(ctx, place)
+  }
+}

@@ -1,0 +1,50 @@
+// Snapshots the written volume, printing its progress; the snapshot is a product of the run,
+// removed only if the run fails.
+import { CreateSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2'
+import { poll } from '../../aws/poll.js'
+import type { RunContext } from '../context.js'
+import type { Step } from '../runner.js'
+import { convertState, need, proceeding, tagSpec } from './state.js'
+
+export const snapshotStep: Step<RunContext> = {
+  name: 'snapshot',
+  enabled: proceeding,
+  run: async (ctx) => {
+    const s = convertState(ctx)
+    const volumeId = need(s.volumeId, 'the work volume')
+    const name = need(s.amiName, 'the AMI name')
+    const source =
+      s.sourceImage?.ImageId ?? (s.manifest ? `s3://${s.manifest.bucket}/${s.manifest.key}` : 'a bundle')
+    const out = await ctx.clients.ec2.send(
+      new CreateSnapshotCommand({
+        VolumeId: volumeId,
+        Description: `instance-to-ebs: root of ${name}, converted from ${source}`.slice(0, 255),
+        TagSpecifications: tagSpec(ctx, 'snapshot', name)
+      })
+    )
+    const snapshotId = need(out.SnapshotId, 'the id of the new snapshot')
+    ctx.ledger.record({ kind: 'snapshot', id: snapshotId, removeOn: 'failure' })
+    s.snapshotId = snapshotId
+    ctx.log.info(`snapshot ${snapshotId} of ${volumeId} started`)
+    await poll({
+      what: `snapshot ${snapshotId} to complete`,
+      timeoutSeconds: Math.max(120, ctx.settings.timeoutMinutes) * 60,
+      signal: ctx.signal,
+      minDelayMs: ctx.pollDelayMs,
+      maxDelayMs: Math.max(ctx.pollDelayMs, 30000),
+      tolerate: ['InvalidSnapshot.NotFound'],
+      onProgress: ctx.log.info,
+      check: async () => {
+        const d = await ctx.clients.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))
+        const snap = d.Snapshots?.[0]
+        if (snap?.State === 'completed') return { done: true, value: snap }
+        if (snap?.State === 'error')
+          throw new Error(
+            `Snapshot ${snapshotId} failed${snap.StateMessage ? `: ${snap.StateMessage}` : ''}; run again (the volume is deleted and made anew)`
+          )
+        return { done: false, progress: `${snap?.Progress || '0%'} done` }
+      }
+    })
+    ctx.log.info(`snapshot ${snapshotId} completed`)
+  }
+}

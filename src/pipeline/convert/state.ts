@@ -1,0 +1,83 @@
+// What the convert steps hand each other through ctx.state.convert, and the small helpers they share.
+import { randomBytes } from 'node:crypto'
+import type { Image, ResourceType, TagSpecification } from '@aws-sdk/client-ec2'
+import type { Architecture, BootMode, S3Location, VirtualizationType } from '../../settings.js'
+import type { RunContext } from '../context.js'
+
+export interface ImageFacts {
+  architecture: Architecture
+  virtualizationType: VirtualizationType
+  rootDeviceName: string
+  kernelId?: string
+  ramdiskId?: string
+  enaSupport?: boolean
+  sriovNetSupport?: string
+  bootMode?: BootMode
+}
+
+export interface ConvertState {
+  /** Set by preflight: the source AMI (absent when converting a manifest-location). */
+  sourceImage?: Image
+  manifest?: S3Location
+  imageBytes?: number
+  volumeSizeGiB?: number
+  amiName?: string
+  /** An AMI of that name that if-ami-exists: replace removes once the new one is available. */
+  replaces?: Image
+  /** Why the steps after preflight do not run. */
+  stop?: 'dry-run' | 'reuse'
+  /** Resolved default helper AMI when a helper is launched. */
+  helperAmiId?: string
+  facts?: ImageFacts
+  helper?: { instanceId: string; availabilityZone: string; launched: boolean }
+  volumeId?: string
+  device?: string
+  snapshotId?: string
+  imageId?: string
+}
+
+export function convertState(ctx: RunContext): ConvertState {
+  let s = ctx.state.convert as ConvertState | undefined
+  if (!s) {
+    s = {}
+    ctx.state.convert = s
+  }
+  return s
+}
+
+/** Fails loudly when a step runs without what an earlier step should have left. */
+export function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined)
+    throw new Error(`internal error: ${what} is not known yet (a step ran out of order)`)
+  return value
+}
+
+/** Steps after preflight run only when it did not stop the run (dry run, or an AMI reused). */
+export const proceeding = (ctx: RunContext): boolean =>
+  !ctx.settings.dryRun && convertState(ctx).stop === undefined
+
+export const RUN_TAG = 'instance-to-ebs:run'
+
+/** One id per run: the workflow run and attempt, or random outside Actions. Kept in ctx.state. */
+export function runIdOf(ctx: RunContext, env: NodeJS.ProcessEnv = process.env): string {
+  if (typeof ctx.state.runId === 'string') return ctx.state.runId
+  const id = env.GITHUB_RUN_ID
+    ? `${env.GITHUB_RUN_ID}-${env.GITHUB_RUN_ATTEMPT ?? '1'}`
+    : `local-${randomBytes(6).toString('hex')}`
+  ctx.state.runId = id
+  return id
+}
+
+/** The user's tags, the run tag, and a Name unless the user gave one. */
+export function tagsFor(ctx: RunContext, name: string): { Key: string; Value: string }[] {
+  const tags = [...ctx.settings.ami.tags]
+  if (!tags.some((t) => t.Key === 'Name')) tags.push({ Key: 'Name', Value: name })
+  tags.push({ Key: RUN_TAG, Value: runIdOf(ctx) })
+  return tags
+}
+
+export const tagSpec = (ctx: RunContext, type: ResourceType, name: string): TagSpecification[] => [
+  { ResourceType: type, Tags: tagsFor(ctx, name) }
+]
+
+export const GiB = 1024 ** 3
