@@ -7,19 +7,15 @@
 //   - the SSM stand-in (scripts/ssm-standin.mjs) runs the action's AWS-RunShellScript commands
 //     (the real convert.sh) on THIS machine, with the new volume as a loop device: so, root;
 //   - the committed dist/index.js runs as the `main` and then the `post` step of a job.
-import { readFileSync } from 'node:fs'
-import {
-  ACCOUNT,
-  EmulatorSession,
-  FIXTURE_DIR,
-  instanceStoreAmi,
-  needsInstall,
-  REGION
-} from './emulator-session.mjs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 const SOURCE_AMI = 'ami-0123456789abcdef0'
 const BUCKET = 'instance-to-ebs-demo'
 const PREFIX = 'bundles/hvm-mbr'
+const REPO = fileURLToPath(new URL('..', import.meta.url))
 
 const say = (line = '') => process.stdout.write(`${line}\n`)
 const fail = (message) => {
@@ -27,22 +23,58 @@ const fail = (message) => {
   process.exitCode = 1
 }
 
-say('instance-to-ebs demo: convert an instance-store AMI into an EBS-backed AMI on a local AWS emulator.')
-say('  - The emulator (moto) answers the EC2, S3 and SSM APIs; it executes no remote commands itself.')
-say('  - The SSM stand-in (scripts/ssm-standin.mjs) runs the convert script that the action sends')
-say('    through SSM Run Command locally, on this machine, with the new EBS volume as a loop device.')
-say(
-  '  - The bundle is a real ec2-bundle-image bundle (test key, not a secret), uploaded to an emulated bucket.'
-)
-say()
+if (!process.env.I2E_DEMO_PREPARED) {
+  say('instance-to-ebs demo: convert an instance-store AMI into an EBS-backed AMI on a local AWS emulator.')
+  say('  - The emulator (moto) answers the EC2, S3 and SSM APIs; it executes no remote commands itself.')
+  say('  - The SSM stand-in (scripts/ssm-standin.mjs) runs the convert script that the action sends')
+  say('    through SSM Run Command locally, on this machine, with the new EBS volume as a loop device.')
+  say('  - The bundle is a real ec2-bundle-image bundle (test key, not a secret) in an emulated bucket.')
+  say()
+  if (process.getuid?.() !== 0) {
+    fail(
+      'needs root: the SSM stand-in gives the convert script the new volume as a loop device ' +
+        '(losetup, unshare, mount). Run it as root, e.g.: sudo npm run demo'
+    )
+    process.exit()
+  }
 
-if (process.getuid?.() !== 0) {
-  fail(
-    'needs root: the SSM stand-in gives the convert script the new volume as a loop device ' +
-      '(losetup, unshare, mount). Run it as root, e.g.: sudo npm run demo'
+  // What the end-to-end tests need is what the demo needs: Debian tools, npm packages (with Node 24), moto.
+  const cache = join(
+    process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/root', '.cache'),
+    'instance-to-ebs'
   )
-  process.exit()
+  const fresh =
+    !existsSync(join(REPO, 'node_modules', '@aws-sdk', 'client-ec2')) ||
+    !existsSync(join(process.env.I2E_MOTO_ROOT ?? join(cache, 'moto-root'), '.instance-to-ebs-complete'))
+  say(
+    fresh
+      ? 'Preparing (scripts/setup.sh): a first run installs npm packages and the moto emulator into a cache (about 1-2 minutes)...'
+      : 'Checking prerequisites (scripts/setup.sh)...'
+  )
+  const setup = spawnSync('bash', [join(REPO, 'scripts', 'setup.sh')], { stdio: 'inherit' })
+  if (setup.status !== 0) {
+    fail(`scripts/setup.sh failed (exit ${setup.status ?? setup.signal}); see above`)
+    process.exit()
+  }
+  // The action runs on the Node that action.yml declares (node24): the `node` devDependency's.
+  if (Number(process.versions.node.split('.')[0]) < 24) {
+    process.on('SIGINT', () => {}) // the terminal's Ctrl-C reaches the child, which cleans up
+    process.on('SIGTERM', () => {})
+    const again = spawnSync(
+      join(REPO, 'node_modules', 'node', 'bin', 'node'),
+      [fileURLToPath(import.meta.url)],
+      {
+        stdio: 'inherit',
+        env: { ...process.env, I2E_DEMO_PREPARED: '1' }
+      }
+    )
+    process.exit(again.status ?? 1)
+  }
 }
+
+const { ACCOUNT, EmulatorSession, FIXTURE_DIR, instanceStoreAmi, REGION } = await import(
+  './emulator-session.mjs'
+)
 
 const session = new EmulatorSession({
   amis: [
@@ -125,11 +157,7 @@ async function runEntry(step, entry) {
 let amiId = ''
 let summary = ''
 try {
-  say(
-    needsInstall()
-      ? 'Starting the emulator: the first run installs moto into a cached root (about 1-2 minutes)...'
-      : 'Starting the emulator and the SSM stand-in...'
-  )
+  say('Starting the emulator and the SSM stand-in...')
   const started = Date.now()
   await session.start()
   if (!session.loopDevices)

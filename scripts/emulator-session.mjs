@@ -39,13 +39,6 @@ export const HELPER_AMI_ID = 'ami-0e5e1c0de0a1b2c3d'
 
 const EMULATOR_SH = join(REPO, 'scripts', 'emulator.sh')
 const STANDIN = join(REPO, 'scripts', 'ssm-standin.mjs')
-const MOTO_ROOT =
-  process.env.I2E_MOTO_ROOT ??
-  join(
-    process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? '/root', '.cache'),
-    'instance-to-ebs',
-    'moto-root'
-  )
 
 /** An instance-store AMI in moto's MOTO_AMIS_PATH format (RegisterImage cannot make one). */
 export function instanceStoreAmi({ amiId, name, imageLocation }) {
@@ -86,16 +79,6 @@ export function helperAmi() {
     sriov: 'simple',
     tags: {}
   }
-}
-
-/** Whether scripts/emulator.sh would install moto first (the cached root is missing). */
-export function needsInstall() {
-  const env = process.env
-  if (env.I2E_MOTO_URL) return false
-  if (env.I2E_MOTO_SOURCE === 'path') return false
-  const onPath = (env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, 'moto_server')))
-  if (onPath && env.I2E_MOTO_SOURCE !== 'root') return false
-  return !existsSync(join(MOTO_ROOT, '.instance-to-ebs-complete'))
 }
 
 /** Runs a command, collects its output; rejects with the last stderr line when it fails. */
