@@ -1,0 +1,251 @@
+// Failure at every bundle step that creates something: exactly what is removed, and what stays.
+import { describe, expect, it } from '@jest/globals'
+import { DeregisterImageCommand, RegisterImageCommand } from '@aws-sdk/client-ec2'
+import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
+import {
+  CancelCommandCommand,
+  DeleteParameterCommand,
+  GetCommandInvocationCommand,
+  PutParameterCommand,
+  SendCommandCommand
+} from '@aws-sdk/client-ssm'
+import { Ledger } from '../../../src/pipeline/ledger.js'
+import { planSteps } from '../../../src/pipeline/plan.js'
+import { resourceRemover } from '../../../src/pipeline/resources.js'
+import { messageOf, runPipeline } from '../../../src/pipeline/runner.js'
+import { failureLine } from '../../../src/report/failure.js'
+import {
+  type AccountOptions,
+  awsError,
+  BUCKET,
+  type BundleAccount,
+  bundleAccount,
+  bundleSettings,
+  MANIFEST_KEY,
+  MANIFEST_URL,
+  NEW_IMAGE,
+  PART_KEYS,
+  PREFIX,
+  runContext,
+  type TestLog
+} from '../../__fixtures__/bundle-account.js'
+
+async function run(account: BundleAccount, over: Record<string, string> = {}, abort?: AbortController) {
+  const settings = bundleSettings(over)
+  const ctx = runContext(settings, account.clients)
+  if (abort) ctx.signal = abort.signal
+  const saved: string[] = []
+  // The ledger as the runner's state sees it, to prove what post would find after a crash.
+  ctx.ledger = new Ledger(settings.region, [], (json) => saved.push(json))
+  const result = await runPipeline(planSteps(settings), ctx, {
+    remove: resourceRemover(account.clients, { pollDelayMs: 1 }),
+    log: ctx.log
+  })
+  return { ctx, result, saved, message: messageOf(result.error) }
+}
+
+const parameterNames = (account: BundleAccount): string[] =>
+  account.ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input.Name as string)
+
+const deletedParameters = (account: BundleAccount): string[] =>
+  account.ssm.commandCalls(DeleteParameterCommand).map((c) => c.args[0].input.Name as string)
+
+const ALL_BUNDLE_KEYS = [MANIFEST_KEY, ...PART_KEYS]
+
+function expectBundleRemoved(account: BundleAccount, keys = ALL_BUNDLE_KEYS): void {
+  expect(account.s3).toHaveReceivedCommandWith(ListObjectsV2Command, {
+    Bucket: BUCKET,
+    Prefix: `${PREFIX}/image.`
+  })
+  expect(account.s3).toHaveReceivedCommandTimes(DeleteObjectsCommand, 1)
+  expect(account.s3).toHaveReceivedCommandWith(DeleteObjectsCommand, {
+    Bucket: BUCKET,
+    Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true }
+  })
+  expect(account.objects.size).toBe(0)
+}
+
+const failedUpload = (uploaded: string[]): AccountOptions['bundle'] => ({
+  exitCode: 8,
+  uploaded,
+  stdout: [
+    '::result services_restarted=jenkins,redis-server',
+    'ec2-upload-bundle failed (exit 3); its last lines:',
+    '  | Signature version 4 authentication failed, trying different signature version',
+    '  | ERROR: Error talking to S3: Server.NotImplemented(501): A header you provided implies functionality that is not implemented',
+    '::fail ec2-upload-bundle failed (exit 3): Server.NotImplemented(501): A header you provided implies functionality that is not implemented',
+    ''
+  ].join('\n')
+})
+
+describe('cleanup after a failed bundle run', () => {
+  it('certificate parameter refused: nothing was made, nothing is removed', async () => {
+    const account = bundleAccount()
+    account.ssm
+      .on(PutParameterCommand)
+      .rejects(awsError('AccessDeniedException', 'not authorized to perform ssm:PutParameter'))
+    const { result, message } = await run(account)
+    expect(result.failedStep).toBe('bundle key material')
+    expect(message).toMatch(/^Could not store x509-certificate as a temporary SecureString parameter/)
+    expect(message).toMatch(/allow ssm:PutParameter/)
+    expect(account.ssm).not.toHaveReceivedCommand(DeleteParameterCommand)
+    expect(account.ssm).not.toHaveReceivedCommand(SendCommandCommand)
+    expect(result.cleanup).toEqual({ removed: [], kept: [], problems: [] })
+  })
+
+  it('key parameter refused: the certificate parameter is deleted', async () => {
+    const account = bundleAccount()
+    account.ssm
+      .on(PutParameterCommand)
+      .callsFakeOnce((input: { Name: string; Value: string }) => {
+        account.parameters.set(input.Name, input.Value)
+        return { Version: 1 }
+      })
+      .rejectsOnce(awsError('ParameterLimitExceeded'))
+    const { result, message } = await run(account)
+    expect(result.failedStep).toBe('bundle key material')
+    expect(message).toMatch(/x509-private-key .*ParameterLimitExceeded/)
+    const [cert] = parameterNames(account)
+    expect(deletedParameters(account)).toEqual([cert])
+    expect(account.parameters.size).toBe(0)
+    expect(account.ssm).not.toHaveReceivedCommand(SendCommandCommand)
+  })
+
+  it('remote bundle command fails mid-upload: parameters deleted, the partial upload removed, the fix given once', async () => {
+    const account = bundleAccount({ bundle: failedUpload([`${PREFIX}/image.part.00`]) })
+    const { result, message, ctx } = await run(account)
+    expect(result.failedStep).toBe('bundle and upload')
+    expect(message).toContain('failed: ec2-upload-bundle failed (exit 3): Server.NotImplemented(501)')
+    // The parameters go although the script failed (bundle.sh restarts the services itself).
+    expect(deletedParameters(account).sort()).toEqual(parameterNames(account).sort())
+    expect(account.parameters.size).toBe(0)
+    expectBundleRemoved(account, [`${PREFIX}/image.part.00`])
+    expect(account.ec2.commandCalls(RegisterImageCommand).filter((c) => !c.args[0].input.DryRun)).toEqual([])
+    expect(account.ec2).not.toHaveReceivedCommand(DeregisterImageCommand)
+    expect(result.cleanup.removed).toEqual([
+      `bundle ${MANIFEST_URL}`,
+      `parameter ${parameterNames(account)[1]}`,
+      `parameter ${parameterNames(account)[0]}`
+    ])
+    const line = failureLine(result)
+    expect(line.match(/Fix: /g)).toHaveLength(1)
+    expect(line).toContain('Fix: Check that the bucket is in the action region')
+    expect(
+      (ctx.log as TestLog).lines.some((l) => /^Likely cause: S3 refused the SigV4-signed upload/.test(l))
+    ).toBe(true)
+  })
+
+  it('the bundle is in the saved ledger before the command is sent, so post can remove a partial upload', async () => {
+    const account = bundleAccount()
+    let ledgerAtSend: string | undefined
+    let savedRef: string[] = []
+    account.ssm.on(SendCommandCommand).callsFake(() => {
+      ledgerAtSend = savedRef.at(-1)
+      return { Command: { CommandId: 'cmd-1' } }
+    })
+    account.ssm
+      .on(GetCommandInvocationCommand)
+      .resolves({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 1 })
+    const settings = bundleSettings()
+    const ctx = runContext(settings, account.clients)
+    const saved: string[] = []
+    savedRef = saved
+    ctx.ledger = new Ledger(settings.region, [], (json) => saved.push(json))
+    await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
+    expect(JSON.parse(ledgerAtSend ?? '[]')).toContainEqual(
+      expect.objectContaining({
+        kind: 'bundle',
+        id: MANIFEST_URL,
+        removeOn: 'failure',
+        step: 'bundle and upload'
+      })
+    )
+  })
+
+  it('keep-bundle: a failed upload stays in the bucket and is never recorded; the parameters still go', async () => {
+    const account = bundleAccount({ bundle: failedUpload(ALL_BUNDLE_KEYS) })
+    const { result, saved } = await run(account, { 'keep-bundle': 'true' })
+    expect(result.failedStep).toBe('bundle and upload')
+    expect(account.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
+    expect([...account.objects].sort()).toEqual(ALL_BUNDLE_KEYS)
+    expect(saved.some((json) => json.includes('"bundle"'))).toBe(false)
+    expect(account.parameters.size).toBe(0)
+  })
+
+  it('register fails: parameters and the uploaded bundle are removed', async () => {
+    const account = bundleAccount()
+    account.ec2
+      .on(RegisterImageCommand, { DryRun: true })
+      .rejects(awsError('DryRunOperation'))
+      .on(RegisterImageCommand, { DryRun: undefined })
+      .rejects(awsError('InvalidManifest', 'HTTP 403 (Forbidden) response for URL'))
+    const { result, message } = await run(account)
+    expect(result.failedStep).toBe('register instance-store AMI')
+    expect(message).toContain('HTTP 403')
+    expectBundleRemoved(account)
+    expect(account.parameters.size).toBe(0)
+    expect(deletedParameters(account)).toHaveLength(2)
+    expect(account.ec2).not.toHaveReceivedCommand(DeregisterImageCommand)
+  })
+
+  it('register fails with keep-bundle: the bundle stays', async () => {
+    const account = bundleAccount()
+    account.ec2
+      .on(RegisterImageCommand, { DryRun: true })
+      .rejects(awsError('DryRunOperation'))
+      .on(RegisterImageCommand, { DryRun: undefined })
+      .rejects(awsError('InvalidManifest'))
+    await run(account, { 'keep-bundle': 'true' })
+    expect(account.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
+    expect([...account.objects].sort()).toEqual(ALL_BUNDLE_KEYS)
+    expect(account.parameters.size).toBe(0)
+  })
+
+  it('the AMI fails instead of becoming available: it is deregistered, the bundle and parameters removed', async () => {
+    const account = bundleAccount({
+      imageStates: [
+        { State: 'pending' },
+        { State: 'failed', StateReason: { Message: 'Unable to read manifest' } }
+      ]
+    })
+    const { result, message } = await run(account)
+    expect(result.failedStep).toBe('wait for instance-store AMI')
+    expect(message).toContain(
+      `${NEW_IMAGE} went to state 'failed' instead of available: Unable to read manifest`
+    )
+    expect(account.ec2).toHaveReceivedCommandTimes(DeregisterImageCommand, 1)
+    expect(account.ec2).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: NEW_IMAGE })
+    expectBundleRemoved(account)
+    expect(account.parameters.size).toBe(0)
+    const [cert, key] = parameterNames(account)
+    expect(result.cleanup.removed).toEqual([
+      `image ${NEW_IMAGE}`,
+      `bundle ${MANIFEST_URL}`,
+      `parameter ${key}`,
+      `parameter ${cert}`
+    ])
+  })
+
+  it('the AMI fails with keep-bundle: deregistered, the bundle stays', async () => {
+    const account = bundleAccount({ imageStates: [{ State: 'failed' }] })
+    await run(account, { 'keep-bundle': 'true' })
+    expect(account.ec2).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: NEW_IMAGE })
+    expect(account.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
+    expect(account.objects.size).toBe(3)
+  })
+
+  it('cancelled while bundling: the command is cancelled, the partial upload and parameters removed', async () => {
+    const account = bundleAccount()
+    const abort = new AbortController()
+    account.ssm.on(GetCommandInvocationCommand).callsFake(() => {
+      abort.abort()
+      return { Status: 'InProgress', StatusDetails: 'InProgress' }
+    })
+    account.ssm.on(CancelCommandCommand).resolves({})
+    const { result } = await run(account, {}, abort)
+    expect(result.cancelled).toBe(true)
+    expect(account.ssm).toHaveReceivedCommandWith(CancelCommandCommand, { CommandId: 'cmd-1' })
+    expectBundleRemoved(account)
+    expect(account.parameters.size).toBe(0)
+  })
+})

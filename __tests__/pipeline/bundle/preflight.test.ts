@@ -1,0 +1,204 @@
+// Bundle preflight: each problem is found before anything is created, and says what to fix.
+import { describe, expect, it } from '@jest/globals'
+import { RegisterImageCommand } from '@aws-sdk/client-ec2'
+import { GetBucketLocationCommand, GetBucketOwnershipControlsCommand } from '@aws-sdk/client-s3'
+import { PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm'
+import { bucketRegion } from '../../../src/pipeline/bundle/bucket.js'
+import { planSteps } from '../../../src/pipeline/plan.js'
+import { resourceRemover } from '../../../src/pipeline/resources.js'
+import { messageOf, runPipeline } from '../../../src/pipeline/runner.js'
+import {
+  type AccountOptions,
+  awsError,
+  BUCKET,
+  bundleAccount,
+  bundleSettings,
+  INSTANCE,
+  MANIFEST_KEY,
+  PART_KEYS,
+  PREFIX,
+  runContext,
+  sourceInstance,
+  testLog
+} from '../../__fixtures__/bundle-account.js'
+
+async function preflight(options: AccountOptions = {}, over: Record<string, string> = {}) {
+  const account = bundleAccount(options)
+  const settings = bundleSettings(over)
+  const ctx = runContext(settings, account.clients)
+  const result = await runPipeline(planSteps(settings), ctx, {
+    remove: resourceRemover(account.clients, { pollDelayMs: 1 }),
+    log: ctx.log
+  })
+  return { account, ctx, result, message: result.ok ? '' : messageOf(result.error) }
+}
+
+/** Nothing was created: no parameter, no command, no registration (DryRun aside). */
+function expectNothingCreated(r: Awaited<ReturnType<typeof preflight>>): void {
+  expect(r.result.failedStep).toBe('bundle preflight')
+  expect(r.account.ssm).not.toHaveReceivedCommand(PutParameterCommand)
+  expect(r.account.ssm).not.toHaveReceivedCommand(SendCommandCommand)
+  expect(r.account.ec2.commandCalls(RegisterImageCommand).filter((c) => !c.args[0].input.DryRun)).toEqual([])
+  expect(r.ctx.ledger.entries()).toEqual([])
+}
+
+describe('bundle preflight', () => {
+  it('refuses a bucket with ACLs disabled (BucketOwnerEnforced), saying how to enable them', async () => {
+    const r = await preflight({ ownership: 'BucketOwnerEnforced' })
+    expectNothingCreated(r)
+    expect(r.message).toContain('BucketOwnerEnforced')
+    expect(r.message).toContain('aws-exec-read')
+    expect(r.message).toMatch(/ObjectWriter or BucketOwnerPreferred/)
+    expect(r.message).toContain(`put-bucket-ownership-controls --bucket ${BUCKET}`)
+  })
+
+  it.each(['BucketOwnerPreferred', 'ObjectWriter'])('accepts Object Ownership %s', async (ownership) => {
+    const r = await preflight({ ownership }, { 'dry-run': 'true' })
+    expect(r.result.ok).toBe(true)
+  })
+
+  it('warns but goes on when the Object Ownership cannot be read', async () => {
+    const account = bundleAccount()
+    account.s3.on(GetBucketOwnershipControlsCommand).rejects(awsError('AccessDenied'))
+    const log = testLog()
+    const settings = bundleSettings({ 'dry-run': 'true' })
+    const ctx = runContext(settings, account.clients, log)
+    const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log })
+    expect(result.ok).toBe(true)
+    expect(log.warnings[0]).toMatch(/GetBucketOwnershipControls denied/)
+  })
+
+  it('refuses a bucket in another region, naming both', async () => {
+    const r = await preflight({ bucketRegion: 'us-west-2' })
+    expectNothingCreated(r)
+    expect(r.message).toBe(
+      `The bucket '${BUCKET}' is in us-west-2, not in eu-west-1 where the source instance runs; ec2-upload-bundle and RegisterImage need a bucket in the instance's region: use a bucket in eu-west-1 (s3-bucket)`
+    )
+  })
+
+  it('reads an empty location constraint as us-east-1 and EU as eu-west-1', async () => {
+    expect(bucketRegion(null)).toBe('us-east-1')
+    expect(bucketRegion('')).toBe('us-east-1')
+    expect(bucketRegion(undefined)).toBe('us-east-1')
+    expect(bucketRegion('EU')).toBe('eu-west-1')
+    expect(bucketRegion('ap-south-1')).toBe('ap-south-1')
+    const r = await preflight({ bucketRegion: null })
+    expect(r.message).toMatch(/is in us-east-1, not in eu-west-1/)
+    const eu = await preflight({ bucketRegion: 'EU' }, { 'dry-run': 'true' })
+    expect(eu.result.ok).toBe(true)
+  })
+
+  it('reports a missing bucket with the command that creates it', async () => {
+    const r = await preflight({}, { 's3-bucket': 'no-such-bucket' })
+    expectNothingCreated(r)
+    expect(r.message).toContain("The bucket 'no-such-bucket' (s3-bucket) does not exist")
+    expect(r.message).toContain('aws s3 mb s3://no-such-bucket --region eu-west-1')
+  })
+
+  it('reports a redirect as the wrong region', async () => {
+    const account = bundleAccount()
+    account.s3.on(GetBucketLocationCommand).rejects(
+      Object.assign(awsError('PermanentRedirect'), {
+        $response: { headers: { 'x-amz-bucket-region': 'us-east-2' } }
+      })
+    )
+    const settings = bundleSettings()
+    const ctx = runContext(settings, account.clients)
+    const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
+    expect(messageOf(result.error)).toMatch(/is in us-east-2, not in eu-west-1/)
+  })
+
+  it('refuses a prefix that already holds a bundle, unless if-bundle-exists: overwrite', async () => {
+    const objects = [MANIFEST_KEY, ...PART_KEYS]
+    const r = await preflight({ objects })
+    expectNothingCreated(r)
+    expect(r.message).toBe(
+      `s3://${BUCKET}/${PREFIX}/ already holds a bundle (s3://${BUCKET}/${MANIFEST_KEY}); choose another s3-prefix, remove that bundle, or set if-bundle-exists: overwrite`
+    )
+    const other = await preflight({ objects: [`${PREFIX}/old.manifest.xml`] })
+    expect(other.message).toContain(`s3://${BUCKET}/${PREFIX}/old.manifest.xml`)
+    const overwrite = await preflight({ objects }, { 'if-bundle-exists': 'overwrite', 'dry-run': 'true' })
+    expect(overwrite.result.ok).toBe(true)
+  })
+
+  it('ignores bundles in other folders and objects that are not manifests', async () => {
+    const r = await preflight(
+      {
+        objects: [
+          `${PREFIX}/notes.txt`,
+          `${PREFIX}/older/image.manifest.xml`,
+          `${PREFIX}-2/image.manifest.xml`
+        ]
+      },
+      { 'dry-run': 'true' }
+    )
+    expect(r.result.ok).toBe(true)
+  })
+
+  it('refuses an EBS-backed source, pointing to CreateImage', async () => {
+    const r = await preflight({ instance: sourceInstance({ RootDeviceType: 'ebs' }) })
+    expectNothingCreated(r)
+    expect(r.message).toMatch(/has an ebs root device, not instance-store: it is already EBS-backed/)
+    expect(r.message).toContain(`aws ec2 create-image --instance-id ${INSTANCE}`)
+  })
+
+  it('refuses a source that is not running', async () => {
+    const r = await preflight({ instance: sourceInstance({ State: { Name: 'stopped' } }) })
+    expectNothingCreated(r)
+    expect(r.message).toMatch(new RegExp(`^The source instance ${INSTANCE} is stopped, not running`))
+  })
+
+  it('refuses a source that does not exist', async () => {
+    const r = await preflight({}, { 'source-instance-id': 'i-0000000000000000f' })
+    expectNothingCreated(r)
+    expect(r.message).toBe(
+      'The source instance i-0000000000000000f does not exist in eu-west-1; check source-instance-id and region'
+    )
+  })
+
+  it.each([
+    ['ConnectionLost', 'is ConnectionLost in SSM'],
+    ['unknown', 'is not known to SSM']
+  ])('refuses a source that SSM sees as %s, with what makes it online', async (pingStatus, said) => {
+    const r = await preflight({ pingStatus })
+    expectNothingCreated(r)
+    expect(r.message).toContain(`The source instance ${INSTANCE} ${said}`)
+    expect(r.message).toContain('AmazonSSMManagedInstanceCore')
+  })
+
+  it('refuses an hvm root device ec2-bundle-vol cannot map', async () => {
+    const r = await preflight({ instance: sourceInstance({ RootDeviceName: '/dev/sdf' }) })
+    expectNothingCreated(r)
+    expect(r.message).toMatch(/set root-device-name to one of them/)
+  })
+
+  it('refuses a prefix or exclude bundle.sh cannot pass on', async () => {
+    expect((await preflight({}, { 's3-prefix': "it's(here)" })).message).toMatch(
+      /letters, digits and \/ \. _ - only/
+    )
+    expect((await preflight({}, { 'bundle-exclude': '/var/my files' })).message).toMatch(
+      /contains white space/
+    )
+  })
+
+  it('refuses an instance-store AMI name that is taken', async () => {
+    const account = bundleAccount()
+    account.images.set('ami-0bbbbbbbbbbbbbbb2', { name: 'web-instance-store', location: 'x', state: 0 })
+    const settings = bundleSettings()
+    const ctx = runContext(settings, account.clients)
+    const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
+    expect(messageOf(result.error)).toMatch(
+      /An AMI named 'web-instance-store' already exists \(ami-0bbbbbbbbbbbbbbb2\); .*choose another ami-name/
+    )
+  })
+
+  it('refuses when DryRun says RegisterImage is not allowed', async () => {
+    const account = bundleAccount()
+    account.ec2.on(RegisterImageCommand).rejects(awsError('UnauthorizedOperation'))
+    const settings = bundleSettings()
+    const ctx = runContext(settings, account.clients)
+    const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
+    expect(messageOf(result.error)).toMatch(/may not call ec2:RegisterImage/)
+    expect(account.ssm).not.toHaveReceivedCommand(PutParameterCommand)
+  })
+})
