@@ -60,7 +60,7 @@ export class FakeAccount {
   }
   imageOutcome: 'available' | 'failed' = 'available'
   snapshotOutcome: 'completed' | 'error' = 'completed'
-  /** Every Nth call of each operation fails with RequestLimitExceeded (0: never). */
+  /** Every Nth call to the account (all operations counted together) fails with RequestLimitExceeded (0: never). */
   throttleEvery = 0
   readonly calls: { op: string; input: In; throttled: boolean }[] = []
   /** What the run created, in order. */
@@ -165,7 +165,7 @@ export class FakeAccount {
   async handle(op: string, input: In): Promise<Out> {
     const n = (this.counts.get(op) ?? 0) + 1
     this.counts.set(op, n)
-    const throttled = this.throttleEvery > 0 && n % this.throttleEvery === 0
+    const throttled = this.throttleEvery > 0 && (this.calls.length + 1) % this.throttleEvery === 0
     this.calls.push({ op, input, throttled })
     if (throttled) throw serviceError('RequestLimitExceeded', 'Request limit exceeded.', 503)
     const f = this.faults.get(op)
