@@ -198,7 +198,7 @@ describe('bundle preflight', () => {
     const settings = bundleSettings()
     const ctx = runContext(settings, account.clients)
     const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
-    expect(messageOf(result.error)).toMatch(/may not call ec2:RegisterImage/)
+    expect(messageOf(result.error)).toMatch(/not allowed to call ec2:RegisterImage/)
     expect(account.ssm).not.toHaveReceivedCommand(PutParameterCommand)
   })
 })

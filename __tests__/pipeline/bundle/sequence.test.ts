@@ -79,7 +79,7 @@ describe('bundle mode', () => {
     ])
     const [certName, keyName] = puts.map((p) => p.Name as string)
     expect(certName).toMatch(/^\/instance-to-ebs\/test-run\/[0-9a-f-]{36}\/x509-certificate$/)
-    expect(keyName).toMatch(/^\/instance-to-ebs\/test-run\/[0-9a-f-]{36}\/x509-private-key$/)
+    expect(keyName).toBe('/instance-to-ebs/test-run/x509-key')
     const command = JSON.stringify(account.ssm.commandCalls(SendCommandCommand)[0]?.args[0].input)
     for (const secretLine of [...CERT.split('\n'), ...KEY.split('\n')].filter((l) => !l.startsWith('-----')))
       expect(command).not.toContain(secretLine)

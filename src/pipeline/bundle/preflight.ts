@@ -8,16 +8,14 @@ import {
   type Instance,
   RegisterImageCommand
 } from '@aws-sdk/client-ec2'
-import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm'
+import { SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
+import { provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
 import type { Architecture, VirtualizationType } from '../../settings.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { checkBucketAcceptsAcls, checkBucketRegion, checkPrefixFree } from './bucket.js'
 import { BUNDLE_NAME, type BundleImageFacts, bundleState, known } from './state.js'
-
-const SSM_ONLINE_FIX =
-  'the SSM agent must run on it, its instance profile must include the AmazonSSMManagedInstanceCore policy, and it must reach the ssm, ssmmessages and ec2messages endpoints'
 
 /** bundle.sh's own rules for what it accepts (narrower than the inputs in places). */
 const SCRIPT_PREFIX = /^[A-Za-z0-9/._-]+$/
@@ -85,10 +83,7 @@ function checkSource(instance: Instance, region: string): void {
 }
 
 async function checkOnline(ctx: RunContext, instanceId: string): Promise<void> {
-  const out = await ctx.clients.ssm.send(
-    new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] })
-  )
-  const status = out.InstanceInformationList?.find((i) => i.InstanceId === instanceId)?.PingStatus
+  const status = await ssmPingStatus(ctx.clients.ssm, instanceId)
   if (status !== 'Online')
     throw new Error(
       `The source instance ${instanceId} is ${status === undefined ? 'not known to SSM' : `${status} in SSM`}, so no command can run on it; ${SSM_ONLINE_FIX}`
@@ -125,8 +120,8 @@ async function checkRegisterPermission(
   facts: BundleImageFacts
 ): Promise<void> {
   const s = bundleState(ctx)
-  try {
-    await ctx.clients.ec2.send(
+  const proof = await provePermission('ec2:RegisterImage', () =>
+    ctx.clients.ec2.send(
       new RegisterImageCommand({
         DryRun: true,
         Name: name,
@@ -136,15 +131,8 @@ async function checkRegisterPermission(
         RootDeviceName: facts.rootDeviceName
       })
     )
-  } catch (err) {
-    const code = errorCode(err) ?? 'error'
-    if (code === 'DryRunOperation') return
-    if (code === 'UnauthorizedOperation')
-      throw new Error(
-        "The action's AWS credentials may not call ec2:RegisterImage (EC2 DryRun answered UnauthorizedOperation); allow it in the IAM policy of the role the workflow assumes"
-      )
-    ctx.log.info(`RegisterImage permission not proven by DryRun (${code}); going on`)
-  }
+  )
+  if (!proof.proven) ctx.log.info(`RegisterImage permission not proven by DryRun (${proof.code}); going on`)
 }
 
 /** Default base name of the AMIs: the instance and the time of the run. */

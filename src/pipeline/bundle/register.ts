@@ -2,7 +2,8 @@
 import { type BlockDeviceMapping, RegisterImageCommand } from '@aws-sdk/client-ec2'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
-import { bundleState, bundleTags, changing, known } from './state.js'
+import { tagsFor } from '../convert/state.js'
+import { bundleState, changing, known } from './state.js'
 
 /** The instance-store disks, as the seed procedure and Packer's amazon-instance builder map them. */
 export const EPHEMERAL_MAPPINGS: BlockDeviceMapping[] = [
@@ -33,7 +34,7 @@ export const registerInstanceStoreImage: Step<RunContext> = {
         BlockDeviceMappings: EPHEMERAL_MAPPINGS,
         EnaSupport: facts.enaSupport,
         SriovNetSupport: ctx.settings.ami.sriovNetSupport,
-        TagSpecifications: [{ ResourceType: 'image', Tags: bundleTags(ctx, name) }]
+        TagSpecifications: [{ ResourceType: 'image', Tags: tagsFor(ctx, name) }]
       })
     )
     const imageId = out.ImageId

@@ -4,7 +4,8 @@ import { RemoteCommandError, runRemoteScript } from '../../aws/remote-script.js'
 import { hintFor } from '../../report/hints.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
-import { keyParameterOf } from './key-material.js'
+import { keyParameterName } from '../key-parameter.js'
+import { certificateParameterName } from './key-material.js'
 import { BUNDLE_NAME, bundleState, changing, known } from './state.js'
 
 /** bundle.sh's command line (see the header of src/scripts/bundle.sh). */
@@ -24,9 +25,9 @@ export function bundleArgs(ctx: RunContext): string[] {
     '--region',
     ctx.settings.region,
     '--cert-parameter',
-    known(keyParameterOf(ctx, 'certificate'), 'the certificate parameter'),
+    known(certificateParameterName(ctx), 'the certificate parameter'),
     '--key-parameter',
-    known(keyParameterOf(ctx, 'privateKey'), 'the private key parameter'),
+    keyParameterName(ctx),
     '--bundle-name',
     BUNDLE_NAME,
     '--install-prerequisites',

@@ -1,5 +1,4 @@
 // What the bundle steps hand each other through ctx.state.bundle, and the small helpers they share.
-import { randomBytes } from 'node:crypto'
 import type { Architecture, VirtualizationType } from '../../settings.js'
 import type { RunContext } from '../context.js'
 
@@ -50,24 +49,3 @@ export function known<T>(value: T | undefined, what: string): T {
 
 /** Everything after preflight is skipped by a dry run. */
 export const changing = (ctx: RunContext): boolean => !ctx.settings.dryRun
-
-/** The tag every resource of one run carries (the same key the convert steps use). */
-export const RUN_TAG = 'instance-to-ebs:run'
-
-/** One id per run: the workflow run and attempt, or random outside Actions. Kept in ctx.state. */
-export function runId(ctx: RunContext, env: NodeJS.ProcessEnv = process.env): string {
-  if (typeof ctx.state.runId === 'string') return ctx.state.runId
-  const id = env.GITHUB_RUN_ID
-    ? `${env.GITHUB_RUN_ID}-${env.GITHUB_RUN_ATTEMPT ?? '1'}`
-    : `local-${randomBytes(6).toString('hex')}`
-  ctx.state.runId = id
-  return id
-}
-
-/** The user's tags, the run tag, and a Name unless the user gave one. */
-export function bundleTags(ctx: RunContext, name: string): { Key: string; Value: string }[] {
-  const tags = [...ctx.settings.ami.tags]
-  if (!tags.some((t) => t.Key === 'Name')) tags.push({ Key: 'Name', Value: name })
-  tags.push({ Key: RUN_TAG, Value: runId(ctx) })
-  return tags
-}
