@@ -35,7 +35,7 @@ export interface ConvertRun {
 
 export async function runConvert(
   inputs: Record<string, string>,
-  options: { clients?: Clients; env?: NodeJS.ProcessEnv } = {}
+  options: { clients?: Clients; signal?: AbortSignal } = {}
 ): Promise<ConvertRun> {
   const settings = readSettings(reader(inputs), { env: {} })
   const clients =
@@ -56,7 +56,7 @@ export async function runConvert(
     clients,
     log,
     ledger: new Ledger(settings.region, [], () => {}),
-    signal: new AbortController().signal,
+    signal: options.signal ?? new AbortController().signal,
     outputs: { region: settings.region },
     facts: {},
     state: { runId: '4242-1' },
