@@ -1,7 +1,16 @@
 // convert.sh in remote mode: manifest and parts streamed from S3 and the key read from SSM,
 // through a stand-in `aws` command that serves a fixture bundle from a local folder.
 import { spawnSync } from 'node:child_process'
-import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import {
@@ -47,11 +56,12 @@ case $cmd in
   echo "key-file-mode $(stat -c %a "$out") key-dir-mode $(stat -c %a "$(dirname "$out")")" >>"$FAKE_AWS_LOG"
   cat "$FAKE_KEY" ;;
 "s3 cp")
+  [[ \${args[1]} == - ]] && echo "start \${args[0]##*/}" >>"$FAKE_AWS_LOG" && sleep "\${FAKE_DELAY:-0}"
   src=$(local_path "\${args[0]}")
   if [[ ! -f $src ]]; then
     echo "fatal error: An error occurred (404) when calling the HeadObject operation: Key \\"\${args[0]#s3://*/}\\" does not exist" >&2; exit 1
   fi
-  if [[ \${args[1]} == - ]]; then cat "$src"; else cp "$src" "\${args[1]}"; fi ;;
+  if [[ \${args[1]} == - ]]; then cat "$src"; echo "end \${args[0]##*/}" >>"$FAKE_AWS_LOG"; else cp "$src" "\${args[1]}"; fi ;;
 "s3 ls")
   if [[ -n $FAKE_LS_DENIED ]]; then
     echo "An error occurred (AccessDenied) when calling the ListObjectsV2 operation: Access Denied" >&2; exit 1
@@ -138,8 +148,7 @@ describe('convert.sh reads the bundle from S3 and the key from SSM', () => {
         .split(' ')
         .map((p) => `--region ${region} s3 cp --only-show-errors s3://${bucket}/${prefix}/${p} -`)
     )
-    for (const call of made.filter((c) => !c.startsWith('key-file-mode')))
-      expect(call).toMatch(/^--region eu-west-1 /)
+    for (const call of made.filter((c) => c.startsWith('--'))) expect(call).toMatch(/^--region eu-west-1 /)
     const key = readFileSync(join(bundlesDir, bundle, 'test-key.pem'), 'utf8')
     const keyBody = key.split('\n')[1] as string
     for (const text of [run.stdout, run.stderr, readFileSync(log, 'utf8')]) {
@@ -235,6 +244,50 @@ describe('convert.sh reads the bundle from S3 and the key from SSM', () => {
     ])
     expect(readdirSync(tmp.shm)).toEqual([])
   })
+
+  const shmIsTmpfs =
+    spawnSync('stat', ['-f', '-c', '%T', '/dev/shm'], { encoding: 'utf8' }).stdout.trim() === 'tmpfs'
+  const inMemory = shmIsTmpfs ? it : it.skip
+  inMemory(
+    `with the work dir in memory, parts are fetched ahead and verified before use${shmIsTmpfs ? '' : ' (skipped: /dev/shm is not tmpfs)'}`,
+    () => {
+      const shm = mkdtempSync('/dev/shm/i2e-convert-test-')
+      try {
+        upload()
+        const target = join(tmp.dir, 'ahead.img')
+        const run = remote(['--manifest', manifestUrl, '--key-parameter', parameter, '--target', target], {
+          I2E_SHM_DIR: shm,
+          FAKE_DELAY: '0.5'
+        })
+        expect(run.fails).toEqual([])
+        expect(sha256File(target)).toBe(need(expected(bundle), 'image_sha256'))
+        // Every part's fetch started before the first one ended: the fetches overlapped.
+        const events = calls().filter((c) => /^(start|end) /.test(c))
+        const parts = need(expected(bundle), 'part_files').split(' ')
+        const firstEnd = events.findIndex((e) => e.startsWith('end '))
+        expect(events.slice(0, firstEnd).sort()).toEqual(parts.map((p) => `start ${p}`).sort())
+        expect(readdirSync(shm)).toEqual([])
+
+        // A corrupt part is caught before its bytes are used, and named.
+        const dir = upload()
+        const last = parts.at(-1) as string
+        const data = readFileSync(join(dir, last))
+        data[7] = (data[7] as number) ^ 0x80
+        writeFileSync(join(dir, last), data)
+        const bad = remote(['--manifest', manifestUrl, '--key-parameter', parameter, '--target', target], {
+          I2E_SHM_DIR: shm
+        })
+        expect(bad.status).not.toBe(0)
+        expect(bad.fails).toEqual([
+          expect.stringMatching(new RegExp(`^part ${last.replaceAll('.', '\\.')} digest mismatch`))
+        ])
+        expect(bad.results.digest).toBeUndefined()
+        expect(readdirSync(shm)).toEqual([])
+      } finally {
+        rmSync(shm, { recursive: true, force: true })
+      }
+    }
+  )
 
   const awsElsewhere = systemPath
     .split(':')

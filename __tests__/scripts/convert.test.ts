@@ -2,7 +2,8 @@
 // reconstruction, zero skipping that still yields the right content, and one-line failures
 // that never report a bad target as good.
 import { spawnSync } from 'node:child_process'
-import { readdirSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import {
@@ -135,6 +136,41 @@ describe('parts come from the manifest, in index order', () => {
     const run = runConvert(localArgs(dir, target), env())
     expect(run.fails).toEqual([])
     expect(sha256File(target)).toBe(need(facts, 'image_sha256'))
+  })
+})
+
+describe('bundles of any number of parts', () => {
+  it('the hvm bundle re-split into 150 parts: rebuilt exactly, progress stays compact', () => {
+    const bundle = 'hvm-mbr'
+    const facts = expected(bundle)
+    const dir = copyBundle(bundle, join(tmp.dir, 'many'))
+    const names = need(facts, 'part_files').split(' ')
+    const stream = Buffer.concat(names.map((name) => readFileSync(join(dir, name))))
+    for (const name of names) rmSync(join(dir, name))
+    const count = 150
+    const size = Math.ceil(stream.length / count)
+    let parts = ''
+    for (let i = 0; i < count; i++) {
+      const name = `image.part.${String(i).padStart(3, '0')}`
+      const data = stream.subarray(i * size, (i + 1) * size)
+      writeFileSync(join(dir, name), data)
+      const digest = createHash('sha1').update(data).digest('hex')
+      parts += `<part index='${i}'><filename>${name}</filename><digest algorithm='SHA1'>${digest}</digest></part>`
+    }
+    const xml = manifestOf(dir).replace(
+      /<parts count='\d+'>.*<\/parts>/,
+      `<parts count='${count}'>${parts}</parts>`
+    )
+    writeSignedManifest(dir, xml)
+    const target = join(tmp.dir, 'many.img')
+    const run = runConvert(localArgs(dir, target), env())
+    expect(run.fails).toEqual([])
+    expect(sha256File(target)).toBe(need(facts, 'image_sha256'))
+    const progress = run.stdout.split('\n').filter((line) => line.includes('verified'))
+    expect(progress.length).toBeGreaterThanOrEqual(2)
+    expect(progress.length).toBeLessThanOrEqual(21)
+    expect(progress.at(-1)).toMatch(new RegExp(`parts: ${count}/${count} verified \\(100%\\)`))
+    expect(run.stdout.length).toBeLessThan(3000)
   })
 })
 
