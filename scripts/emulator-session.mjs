@@ -57,6 +57,8 @@ export function instanceStoreAmi({ amiId, name, imageLocation }) {
     root_device_type: 'instance-store',
     image_location: imageLocation,
     sriov: 'simple',
+    // moto's default is uefi; an instance-store AMI of an MBR image boots legacy BIOS.
+    boot_mode: 'legacy-bios',
     tags: {}
   }
 }
