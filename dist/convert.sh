@@ -17,7 +17,7 @@
 #
 # Zero runs are skipped, not written. Bundles hold the image as a GNU sparse member (only
 # the data regions are stored), and tar, given the seekable target as its stdout, seeks over
-# the holes. (Expanding them through a pipe for dd conv=sparse would cost tar one 512-byte
+# the holes (a member that is not sparse is simply written in full). (Expanding them through a pipe for dd conv=sparse would cost tar one 512-byte
 # write per zero block: two million system calls per GiB of zeros.) Skipping is only right
 # on a target that already reads zeros: a new, empty EBS volume, or a file, which this
 # script truncates to 0 and then to the image size first. A block device is sampled before
@@ -103,7 +103,7 @@ cleanup() {
     rmdir "$mount_dir" 2>/dev/null
   fi
   local loop
-  for loop in "${loops[@]}"; do
+  for loop in ${loops[@]+"${loops[@]}"}; do # (bash 4.2 calls an empty array unbound)
     losetup -d "$loop" 2>/dev/null || progress "warning: could not detach $loop"
   done
   rm -rf "$work"
@@ -402,33 +402,82 @@ note() { printf '%s' "$2" >"$work/reason.$1"; }
 # fetch_part NAME: one part's bytes on stdout.
 fetch_part() {
   if ((parts_remote)); then
-    aws_cli s3 cp --only-show-errors "$(part_location "$1")" - </dev/null 2>"$work/fetch.err"
+    aws_cli s3 cp --only-show-errors "$(part_location "$1")" - </dev/null
   else
-    cat -- "$(part_location "$1")" 2>"$work/fetch.err"
+    cat -- "$(part_location "$1")"
   fi
 }
 
-# stream_parts: the encrypted bundle on stdout. Each part is hashed while it passes; if the
-# stream's reader has gone, the part is still read to the end so a bad digest gets its name.
+# Parts from S3 are fetched ahead into the private directory when it is in memory (tmpfs), a
+# few at a time, so that the aws CLI's start-up and S3's latency overlap the stream (hundreds
+# of parts would otherwise each wait for both), and each part is verified before any of its
+# bytes go on. Memory used: up to that many parts (10 MiB each). Elsewhere parts stream through.
+lookahead=0
+if ((parts_remote)) && [[ $(stat -f -c %T "$work" 2>/dev/null) == tmpfs ]]; then
+  lookahead=${I2E_LOOKAHEAD:-3}
+fi
+
+# A part whose reader has gone is still hashed to its end (tee --output-error, coreutils 8.24+)
+# so that a corrupt part is named rather than the stage that choked on it.
+tee_keep_going=(--output-error=warn)
+tee "${tee_keep_going[@]}" </dev/null >/dev/null 2>&1 || tee_keep_going=()
+
+digest_mismatch() { # digest_mismatch INDEX GOT
+  note parts "part ${part_names[$1]} digest mismatch (SHA-1 $2, the manifest says ${part_digests[$1]}): the part is corrupt, truncated or from another bundle; copy it again"
+  exit 1
+}
+
+# pass_part INDEX: the part on stdout, hashed as it passes.
+pass_part() {
+  local i=$1 got st
+  set +e
+  fetch_part "${part_names[i]}" 2>"$work/fetch.err" |
+    tee ${tee_keep_going[@]+"${tee_keep_going[@]}"} /dev/fd/3 2>/dev/null | sha1sum >"$work/part.sha1"
+  st=("${PIPESTATUS[@]}")
+  set -e
+  ((st[0] == 0)) || cannot_read "$i" "$work/fetch.err"
+  got=$(cut -d' ' -f1 "$work/part.sha1")
+  [[ $got == "${part_digests[i]}" ]] || digest_mismatch "$i" "$got"
+  ((st[1] == 0)) || exit 141 # the reader stopped: its own stage says why
+}
+
+cannot_read() { # cannot_read INDEX ERROR_FILE
+  note parts "cannot read part $(part_location "${part_names[$1]}"): $(first_line "$2")"
+  exit 1
+}
+
+# fetch_ahead INDEX: start fetching a part into memory.
+fetch_ahead() {
+  fetch_part "${part_names[$1]}" >"$work/part.$1" 2>"$work/fetch.$1.err" &
+  fetchers[$1]=$!
+}
+
+# pass_fetched INDEX: wait for a part fetched ahead, verify it, then put it on stdout.
+pass_fetched() {
+  local i=$1 got
+  wait "${fetchers[i]}" || cannot_read "$i" "$work/fetch.$i.err"
+  unset 'fetchers[i]'
+  got=$(sha1sum <"$work/part.$i" | cut -d' ' -f1)
+  [[ $got == "${part_digests[i]}" ]] || digest_mismatch "$i" "$got"
+  cat "$work/part.$i" >&3 2>/dev/null || exit 141
+  rm -f "$work/part.$i" "$work/fetch.$i.err"
+}
+
+# stream_parts: the encrypted bundle on stdout, parts in manifest order, each one verified.
 stream_parts() {
   exec 3>&1
-  local i name got st last_pct=0 last_time=$SECONDS pct
+  local i j pct last_pct=0 last_time=$SECONDS
+  fetchers=()
+  trap 'kill ${fetchers[@]+"${fetchers[@]}"} 2>/dev/null || true' EXIT
   for ((i = 0; i < part_count; i++)); do
-    name=${part_names[i]}
-    set +e
-    fetch_part "$name" | tee --output-error=warn /dev/fd/3 2>/dev/null | sha1sum >"$work/part.sha1"
-    st=("${PIPESTATUS[@]}")
-    set -e
-    if ((st[0] != 0)); then
-      note parts "cannot read part $(part_location "$name"): $(first_line "$work/fetch.err")"
-      exit 1
+    if ((lookahead)); then
+      for ((j = i; j < part_count && j <= i + lookahead; j++)); do
+        [[ -n ${fetchers[j]-} || -e $work/part.$j ]] || fetch_ahead "$j"
+      done
+      pass_fetched "$i"
+    else
+      pass_part "$i"
     fi
-    got=$(cut -d' ' -f1 "$work/part.sha1")
-    if [[ $got != "${part_digests[i]}" ]]; then
-      note parts "part $name digest mismatch (SHA-1 $got, the manifest says ${part_digests[i]}): the part is corrupt, truncated or from another bundle; copy it again"
-      exit 1
-    fi
-    ((st[1] == 0)) || exit 141 # the reader stopped: its own stage says why
     pct=$(((i + 1) * 100 / part_count))
     if ((pct >= last_pct + 5 || (SECONDS - last_time >= 60 && pct > last_pct) || i + 1 == part_count)); then
       progress "parts: $((i + 1))/$part_count verified ($pct%)" >&4

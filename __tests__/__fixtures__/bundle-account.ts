@@ -32,6 +32,16 @@ import type { RunContext } from '../../src/pipeline/context.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
 import type { Logger } from '../../src/pipeline/runner.js'
 import { readSettings, type Settings } from '../../src/settings.js'
+import {
+  type AccountMocks,
+  BUCKET as FAKE_BUCKET,
+  REGION as FAKE_REGION,
+  FakeAccount,
+  HELPER,
+  MANIFEST_XML,
+  mockAccount,
+  serviceError
+} from './aws-account.js'
 import { CERT, KEY, reader } from './inputs.js'
 
 export const ACCOUNT = '123456789012'
@@ -267,4 +277,143 @@ export function runContext(settings: Settings, clients: Clients, log: TestLog = 
     state: { runId: 'test-run' },
     pollDelayMs: 1
   }
+}
+
+// ---------------------------------------------------------------- full mode
+
+// biome-ignore lint/suspicious/noExplicitAny: inputs of many operations, read loosely by the fake
+type In = Record<string, any>
+type Out = Record<string, unknown>
+
+/** The source instance of a full run, in the convert fixture's account and region (us-east-1). */
+export const FULL_SOURCE = 'i-0abcdefabcdefabcd'
+export const FULL_PREFIX = 'builds/full'
+
+export const fullInputs: Record<string, string> = {
+  mode: 'full',
+  'source-instance-id': FULL_SOURCE,
+  'helper-instance-id': HELPER,
+  's3-bucket': FAKE_BUCKET,
+  's3-prefix': FULL_PREFIX,
+  region: FAKE_REGION,
+  'ami-name': 'web',
+  'x509-certificate': CERT,
+  'x509-private-key': KEY
+}
+
+/**
+ * The convert fixture's account plus what bundling needs: a running instance-store source online
+ * in SSM, the bucket's location, ownership, listing and deletion, a bundle.sh that "uploads" the
+ * fixture bundle under the prefix, and RegisterImage of an instance-store AMI from a manifest.
+ */
+export class FullAccount extends FakeAccount {
+  bundleOutcome: { ResponseCode: number; stdout: string } = {
+    ResponseCode: 0,
+    stdout: [
+      '::result part_count=2',
+      `::result image_location=${FAKE_BUCKET}/${FULL_PREFIX}/image.manifest.xml`,
+      `::result manifest_location=s3://${FAKE_BUCKET}/${FULL_PREFIX}/image.manifest.xml`,
+      ''
+    ].join('\n')
+  }
+  private readonly bundleCommands = new Set<string>()
+
+  constructor() {
+    super()
+    this.instances.set(FULL_SOURCE, {
+      settle: 0,
+      value: sourceInstance({ InstanceId: FULL_SOURCE, Placement: { AvailabilityZone: 'us-east-1a' } })
+    })
+    this.ping.set(FULL_SOURCE, 'Online')
+    // Existed before the run: not a leftover.
+    ;(this as unknown as { initial: Set<string> }).initial.add(FULL_SOURCE)
+  }
+
+  override opDescribeInstances(i: In): Out {
+    const out = super.opDescribeInstances(i) as { Reservations: { OwnerId?: string }[] }
+    for (const r of out.Reservations) r.OwnerId = ACCOUNT
+    return out
+  }
+
+  override opSendCommand(i: In): Out {
+    const out = super.opSendCommand(i) as { Command: { CommandId: string } }
+    const text = String(i.Parameters.commands[0])
+    if (/bash "\$d\/bundle\.sh"/.test(text)) {
+      this.bundleCommands.add(out.Command.CommandId)
+      if (this.bundleOutcome.ResponseCode === 0) {
+        this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.manifest.xml`, MANIFEST_XML)
+        this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.part.0`, 'x'.repeat(10))
+        this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.part.1`, 'y'.repeat(5))
+      }
+    }
+    return out
+  }
+
+  override opGetCommandInvocation(i: In): Out {
+    if (!this.bundleCommands.has(i.CommandId)) return super.opGetCommandInvocation(i)
+    const ok = this.bundleOutcome.ResponseCode === 0
+    return {
+      Status: ok ? 'Success' : 'Failed',
+      StatusDetails: ok ? 'Success' : 'Failed',
+      ResponseCode: this.bundleOutcome.ResponseCode,
+      StandardOutputContent: this.bundleOutcome.stdout
+    }
+  }
+
+  override opRegisterImage(i: In): Out {
+    if (!i.ImageLocation) return super.opRegisterImage(i)
+    const out = super.opRegisterImage({ ...i, Name: `${i.Name} (registering)` }) as { ImageId: string }
+    const image = this.images.get(out.ImageId)?.value as Record<string, unknown>
+    Object.assign(image, {
+      Name: i.Name,
+      RootDeviceType: 'instance-store',
+      ImageLocation: i.ImageLocation,
+      Architecture: i.Architecture,
+      VirtualizationType: i.VirtualizationType,
+      EnaSupport: i.EnaSupport
+    })
+    return out
+  }
+
+  opGetBucketLocation(i: In): Out {
+    if (i.Bucket !== FAKE_BUCKET)
+      throw serviceError('NoSuchBucket', 'The specified bucket does not exist', 404)
+    return { LocationConstraint: undefined }
+  }
+
+  opGetBucketOwnershipControls(): Out {
+    throw serviceError('OwnershipControlsNotFoundError', 'The bucket ownership controls were not found', 404)
+  }
+
+  opListObjectsV2(i: In): Out {
+    const prefix = `${i.Bucket}/${i.Prefix ?? ''}`
+    const keys = [...this.objects.keys()]
+      .filter((k) => k.startsWith(prefix))
+      .filter((k) => !i.Delimiter || !k.slice(prefix.length).includes(i.Delimiter))
+      .map((k) => k.slice(String(i.Bucket).length + 1))
+      .sort()
+    return { Contents: keys.map((Key) => ({ Key })), IsTruncated: false }
+  }
+
+  opDeleteObjects(i: In): Out {
+    for (const { Key } of i.Delete.Objects as { Key: string }[]) this.objects.delete(`${i.Bucket}/${Key}`)
+    return {}
+  }
+
+  /** Keys under the full run's prefix. */
+  bundleKeys(): string[] {
+    return [...this.objects.keys()].filter((k) => k.startsWith(`${FAKE_BUCKET}/${FULL_PREFIX}/`)).sort()
+  }
+}
+
+/** Mocks every client with the full account, including the S3 calls the bundle steps make. */
+export function mockFullAccount(account: FullAccount): AccountMocks {
+  const mocks = mockAccount(account)
+  mocks.s3.on(GetBucketLocationCommand).callsFake((i: In) => account.handle('GetBucketLocation', i))
+  mocks.s3
+    .on(GetBucketOwnershipControlsCommand)
+    .callsFake((i: In) => account.handle('GetBucketOwnershipControls', i))
+  mocks.s3.on(ListObjectsV2Command).callsFake((i: In) => account.handle('ListObjectsV2', i))
+  mocks.s3.on(DeleteObjectsCommand).callsFake((i: In) => account.handle('DeleteObjects', i))
+  return mocks
 }

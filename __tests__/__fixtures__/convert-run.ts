@@ -59,7 +59,7 @@ export async function runConvert(
     signal: options.signal ?? new AbortController().signal,
     outputs: { region: settings.region },
     facts: {},
-    state: { runId: '4242-1' },
+    state: { runId: '4242-1-a1b2c3d4' },
     pollDelayMs: 1
   }
   const result = await runPipeline(planSteps(settings), ctx, {

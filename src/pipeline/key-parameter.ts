@@ -6,7 +6,7 @@ import { PutParameterCommand } from '@aws-sdk/client-ssm'
 import { errorCode } from '../aws/poll.js'
 import type { RunContext } from './context.js'
 import type { Step } from './runner.js'
-import { runIdOf } from './convert/state.js'
+import { RUN_TAG, runIdOf } from './convert/state.js'
 
 const STATE_KEY = 'keyParameter'
 
@@ -17,6 +17,7 @@ export function keyParameterName(ctx: RunContext): string {
   return name
 }
 
+/** Unique per job, as the run id is (see runIdOf). */
 export const temporaryKeyParameterName = (runId: string): string => `/instance-to-ebs/${runId}/x509-key`
 
 export interface KeyParameterStepOptions {
@@ -54,7 +55,7 @@ export function keyParameterStep(options: KeyParameterStepOptions = {}): Step<Ru
             Tier: key.pem.length > 4096 ? 'Advanced' : 'Standard',
             Description:
               'instance-to-ebs: temporary copy of the bundle private key, deleted at the end of the run',
-            Tags: [{ Key: 'instance-to-ebs:run', Value: runIdOf(ctx) }]
+            Tags: [{ Key: RUN_TAG, Value: runIdOf(ctx) }]
           })
         )
       } catch (err) {

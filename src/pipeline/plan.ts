@@ -3,7 +3,7 @@
 import type { Settings } from '../settings.js'
 import { bundleSteps } from './bundle/index.js'
 import type { RunContext } from './context.js'
-import { convertSteps } from './convert/index.js'
+import { convertChecks, convertSteps, convertWork } from './convert/index.js'
 import type { Step } from './runner.js'
 
 export function planSteps(settings: Settings): Step<RunContext>[] {
@@ -13,6 +13,7 @@ export function planSteps(settings: Settings): Step<RunContext>[] {
     case 'bundle':
       return bundleSteps()
     case 'full':
-      return []
+      // Helper and permission checks first, so a full run fails before an hour of bundling.
+      return [...convertChecks, ...bundleSteps(), ...convertWork]
   }
 }

@@ -102,21 +102,21 @@ describe('convert: success', () => {
 
     // The temporary parameter and the volume went; the given helper stays.
     expect(mocks.ssm).toHaveReceivedCommandWith(DeleteParameterCommand, {
-      Name: '/instance-to-ebs/4242-1/x509-key'
+      Name: '/instance-to-ebs/4242-1-a1b2c3d4/x509-key'
     })
     expect(mocks.ec2).toHaveReceivedCommandWith(DeleteVolumeCommand, { VolumeId: volume?.id ?? '' })
     expect(mocks.ec2).not.toHaveReceivedCommand(TerminateInstancesCommand)
-    expect(parameter?.id).toBe('/instance-to-ebs/4242-1/x509-key')
+    expect(parameter?.id).toBe('/instance-to-ebs/4242-1-a1b2c3d4/x509-key')
 
     // The key went into a SecureString, never into the command.
     expect(mocks.ssm).toHaveReceivedCommandWith(PutParameterCommand, {
-      Name: '/instance-to-ebs/4242-1/x509-key',
+      Name: '/instance-to-ebs/4242-1-a1b2c3d4/x509-key',
       Type: 'SecureString',
       Value: KEY
     })
     const command = account.callsOf('SendCommand')[0]?.Parameters.commands[0] as string
     expect(command).toContain(
-      `'--manifest' 's3://${BUCKET}/${MANIFEST_KEY}' '--key-parameter' '/instance-to-ebs/4242-1/x509-key' '--volume-id' '${volume?.id}' '--device' '/dev/sdf' '--region' 'us-east-1'`
+      `'--manifest' 's3://${BUCKET}/${MANIFEST_KEY}' '--key-parameter' '/instance-to-ebs/4242-1-a1b2c3d4/x509-key' '--volume-id' '${volume?.id}' '--device' '/dev/sdf' '--region' 'us-east-1'`
     )
     expect(command).not.toContain('SECRETKEYLINE')
     expect(lines.join('\n')).not.toContain('SECRETKEYLINE')
@@ -169,7 +169,7 @@ describe('convert: success', () => {
     expect(run?.TagSpecifications[0].Tags).toEqual([
       { Key: 'team', Value: 'platform' },
       { Key: 'Name', Value: 'instance-to-ebs helper' },
-      { Key: 'instance-to-ebs:run', Value: '4242-1' }
+      { Key: 'instance-to-ebs:run', Value: '4242-1-a1b2c3d4' }
     ])
     expect(mocks.ec2).toHaveReceivedCommandWith(CreateVolumeCommand, { AvailabilityZone: 'us-east-1a' })
     expect(mocks.ec2).toHaveReceivedCommandWith(TerminateInstancesCommand, { InstanceIds: [instance] })
@@ -445,6 +445,16 @@ describe('convert: if-ami-exists', () => {
       'instance-store-ami-id': SOURCE_AMI
     })
     expectNothingCreated()
+  })
+
+  it('replace without permission to deregister the old AMI: refused before anything is made', async () => {
+    account.denied.add('DeregisterImage')
+    const { result } = await runConvert({ ...convertWithHelper, 'if-ami-exists': 'replace' })
+    expect((result.error as Error).message).toMatch(
+      /not allowed to call ec2:DeregisterImage on ami-0cccccccccccccccc/
+    )
+    expectNothingCreated()
+    expect(account.images.has('ami-0cccccccccccccccc')).toBe(true)
   })
 
   it('replace: the old AMI and its snapshot go, the new one takes the name', async () => {

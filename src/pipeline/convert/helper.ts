@@ -5,7 +5,7 @@ import { describeInstance, waitForInstanceRunning, waitForSsmOnline } from '../.
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { runInstancesInput } from './preflight.js'
-import { convertState, need, proceeding, runIdOf } from './state.js'
+import { clientToken, convertState, need, proceeding } from './state.js'
 
 export const helperStep: Step<RunContext> = {
   name: 'helper',
@@ -28,7 +28,7 @@ export const helperStep: Step<RunContext> = {
     const out = await ctx.clients.ec2.send(
       new RunInstancesCommand({
         ...runInstancesInput(ctx, launch, amiId),
-        ClientToken: `i2e-${runIdOf(ctx)}-helper`.slice(0, 64)
+        ClientToken: clientToken(ctx, 'helper')
       })
     )
     const instance = out.Instances?.[0]

@@ -1,12 +1,13 @@
 // Preflight, part two: the source. The instance-store AMI (or the manifest given directly), the
 // manifest and every part in S3, the volume size, and the name of the AMI to make. In mode full
 // the source AMI is the one the bundle steps registered (outputs['instance-store-ami-id']).
-import { DescribeImagesCommand, type Image } from '@aws-sdk/client-ec2'
+import { DeregisterImageCommand, DescribeImagesCommand, type Image } from '@aws-sdk/client-ec2'
 import { checkParts, manifestFromImageLocation, readManifest, s3Url } from '../../aws/manifest.js'
+import { provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
-import { convertState, GiB } from './state.js'
+import { convertState, GiB, RUN_TAG } from './state.js'
 
 async function describeSourceImage(ctx: RunContext, amiId: string): Promise<Image> {
   let image: Image | undefined
@@ -72,6 +73,10 @@ async function checkAmiName(ctx: RunContext, name: string, sourceId: string | un
       return
     }
     case 'replace':
+      await provePermission(
+        `ec2:DeregisterImage on ${id} (the policy may allow it only for AMIs tagged ${RUN_TAG})`,
+        () => ctx.clients.ec2.send(new DeregisterImageCommand({ ImageId: id, DryRun: true }))
+      )
       s.replaces = existing
       ctx.log.info(
         `AMI '${name}' exists (${id}); if-ami-exists: replace, so it is deregistered once the new image is ready`

@@ -16,7 +16,14 @@ import { messageOf, type Step } from '../runner.js'
 import { convertState, need, proceeding, tagSpec } from './state.js'
 
 async function deregisterReplaced(ctx: RunContext, old: Image): Promise<void> {
-  await ctx.clients.ec2.send(new DeregisterImageCommand({ ImageId: old.ImageId }))
+  try {
+    await ctx.clients.ec2.send(new DeregisterImageCommand({ ImageId: old.ImageId }))
+  } catch (err) {
+    if (errorCode(err) === 'InvalidAMIID.NotFound' || errorCode(err) === 'InvalidAMIID.Unavailable') return
+    throw new Error(
+      `Could not deregister ${old.ImageId}, the AMI that if-ami-exists: replace replaces (${errorCode(err) ?? messageOf(err)}); deregister it by hand or choose another 'ami-name'`
+    )
+  }
   ctx.log.info(
     `deregistered the old AMI ${old.ImageId} (if-ami-exists: replace); its snapshots go once the new AMI is available`
   )

@@ -58,15 +58,23 @@ export const proceeding = (ctx: RunContext): boolean =>
 
 export const RUN_TAG = 'instance-to-ebs:run'
 
-/** One id per run: the workflow run and attempt, or random outside Actions. Kept in ctx.state. */
+/**
+ * One id per job, kept in ctx.state: the workflow run and attempt plus a random part (the jobs
+ * of a matrix share the run and attempt, and must not share names or idempotency tokens), or
+ * random outside Actions. Used in the run tag, temporary names and client tokens.
+ */
 export function runIdOf(ctx: RunContext, env: NodeJS.ProcessEnv = process.env): string {
   if (typeof ctx.state.runId === 'string') return ctx.state.runId
+  const random = randomBytes(4).toString('hex')
   const id = env.GITHUB_RUN_ID
-    ? `${env.GITHUB_RUN_ID}-${env.GITHUB_RUN_ATTEMPT ?? '1'}`
-    : `local-${randomBytes(6).toString('hex')}`
+    ? `${env.GITHUB_RUN_ID}-${env.GITHUB_RUN_ATTEMPT ?? '1'}-${random}`
+    : `local-${random}`
   ctx.state.runId = id
   return id
 }
+
+/** An idempotency token for one create call of this job (EC2 allows 64 characters). */
+export const clientToken = (ctx: RunContext, what: string): string => `i2e-${runIdOf(ctx)}-${what}`.slice(-64)
 
 /** The user's tags, the run tag, and a Name unless the user gave one. */
 export function tagsFor(ctx: RunContext, name: string): { Key: string; Value: string }[] {

@@ -4,7 +4,7 @@ import { CreateVolumeCommand } from '@aws-sdk/client-ec2'
 import { waitForVolumeAvailable } from '../../aws/ec2-wait.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
-import { convertState, need, proceeding, runIdOf, tagSpec } from './state.js'
+import { clientToken, convertState, need, proceeding, tagSpec } from './state.js'
 
 export const createVolumeStep: Step<RunContext> = {
   name: 'create volume',
@@ -28,7 +28,7 @@ export const createVolumeStep: Step<RunContext> = {
           'volume',
           `instance-to-ebs work volume for ${s.amiName ?? 'the AMI'}`
         ),
-        ClientToken: `i2e-${runIdOf(ctx)}-volume`.slice(0, 64)
+        ClientToken: clientToken(ctx, 'volume')
       })
     )
     const volumeId = need(out.VolumeId, 'the id of the new volume')

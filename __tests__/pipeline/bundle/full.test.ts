@@ -1,0 +1,139 @@
+// Mode full against the convert fixture's account extended for bundling: bundle, register the
+// instance-store AMI, then convert it; on failure everything made in the run goes, in reverse.
+import { afterEach, describe, expect, it } from '@jest/globals'
+import { makeClients } from '../../../src/aws/clients.js'
+import { planSteps } from '../../../src/pipeline/plan.js'
+import { resourceRemover } from '../../../src/pipeline/resources.js'
+import { messageOf, runPipeline } from '../../../src/pipeline/runner.js'
+import { readSettings } from '../../../src/settings.js'
+import { type AccountMocks, serviceError } from '../../__fixtures__/aws-account.js'
+import {
+  FULL_PREFIX,
+  FULL_SOURCE,
+  FullAccount,
+  fullInputs,
+  mockFullAccount,
+  runContext
+} from '../../__fixtures__/bundle-account.js'
+import { reader } from '../../__fixtures__/inputs.js'
+
+let mocks: AccountMocks | undefined
+
+/** A fault for the real call only: the preflight's DryRun probes still pass. */
+const realCall = (err: Error) => (input: { DryRun?: boolean }) => (input.DryRun ? undefined : err)
+afterEach(() => mocks?.restore())
+
+async function runFull(account: FullAccount, over: Record<string, string> = {}) {
+  mocks = mockFullAccount(account)
+  const settings = readSettings(reader({ ...fullInputs, ...over }), { env: {} })
+  const clients = makeClients({ region: settings.region, maxAttempts: 1, env: {} })
+  const ctx = runContext(settings, clients)
+  const result = await runPipeline(planSteps(settings), ctx, {
+    remove: resourceRemover(clients, { pollDelayMs: 1 }),
+    log: ctx.log
+  })
+  return { ctx, result, message: messageOf(result.error) }
+}
+
+const BUNDLE_KEYS = ['image.manifest.xml', 'image.part.0', 'image.part.1'].map(
+  (k) => `my-bundles/${FULL_PREFIX}/${k}`
+)
+
+describe('full mode', () => {
+  it('plans the convert checks, the bundle steps, then the convert work', () => {
+    const settings = readSettings(reader(fullInputs), { env: {} })
+    expect(planSteps(settings).map((s) => s.name)).toEqual([
+      'preflight',
+      'bundle preflight',
+      'bundle key material',
+      'bundle and upload',
+      'register instance-store AMI',
+      'wait for instance-store AMI',
+      'preflight source',
+      'image facts',
+      'helper',
+      'key parameter',
+      'create volume',
+      'attach volume',
+      'write image',
+      'detach volume',
+      'snapshot',
+      'register'
+    ])
+  })
+
+  it('bundles, registers the instance-store AMI, converts it, and writes the key parameter once', async () => {
+    const account = new FullAccount()
+    const { result, ctx, message } = await runFull(account)
+    expect(message).toBe('undefined')
+    expect(result.ok).toBe(true)
+    const storeAmi = ctx.outputs['instance-store-ami-id'] as string
+    expect(storeAmi).toMatch(/^ami-/)
+    expect(ctx.outputs['manifest-location']).toBe(`s3://my-bundles/${FULL_PREFIX}/image.manifest.xml`)
+    expect(ctx.outputs['ami-id']).toMatch(/^ami-/)
+    expect(ctx.outputs['ami-id']).not.toBe(storeAmi)
+    expect(ctx.outputs['snapshot-id']).toMatch(/^snap-/)
+    // The convert steps read the instance-store AMI the bundle steps made.
+    expect(account.images.get(storeAmi)?.value.Name).toBe('web-instance-store')
+    expect(account.images.get(ctx.outputs['ami-id'] as string)?.value.Name).toBe('web')
+    // Certificate and key once each, both gone at the end; the convert command read the same key.
+    const puts = account.callsOf('PutParameter').map((i) => i.Name as string)
+    expect(puts).toHaveLength(2)
+    expect(
+      account
+        .callsOf('DeleteParameter')
+        .map((i) => i.Name)
+        .sort()
+    ).toEqual([...puts].sort())
+    expect(account.parameters.size).toBe(0)
+    const convertCommand = String(account.callsOf('SendCommand')[1]?.Parameters.commands[0])
+    expect(convertCommand).toContain(`'/instance-to-ebs/test-run/x509-key'`)
+    // Products kept: the bundle, both AMIs, the snapshot.
+    expect(account.bundleKeys()).toEqual(BUNDLE_KEYS)
+    expect(account.leftovers()).toEqual(
+      [`image ${storeAmi}`, `image ${ctx.outputs['ami-id']}`, `snapshot ${ctx.outputs['snapshot-id']}`].sort()
+    )
+    expect(ctx.ledger.entries()).toEqual([])
+  })
+
+  it('convert fails after bundling: the instance-store AMI is deregistered, the bundle, volume and parameters removed', async () => {
+    const account = new FullAccount()
+    account.failOn(
+      'CreateSnapshot',
+      realCall(serviceError('SnapshotCreationPerVolumeRateExceeded', 'snapshot refused'))
+    )
+    const { result, message } = await runFull(account)
+    expect(result.failedStep).toBe('snapshot')
+    expect(message).toContain('snapshot refused')
+    expect(account.leftovers()).toEqual([])
+    expect(account.bundleKeys()).toEqual([])
+    expect(account.callsOf('DeregisterImage')).toHaveLength(1)
+  })
+
+  it('convert fails after bundling with keep-bundle: the bundle stays, the rest goes', async () => {
+    const account = new FullAccount()
+    account.failOn('CreateVolume', realCall(serviceError('InsufficientVolumeCapacity', 'no capacity')))
+    const { result } = await runFull(account, { 'keep-bundle': 'true' })
+    expect(result.failedStep).toBe('create volume')
+    expect(account.leftovers()).toEqual([])
+    expect(account.bundleKeys()).toEqual(BUNDLE_KEYS)
+  })
+
+  it('the convert checks run first: a helper that is not online stops the run before anything is made', async () => {
+    const account = new FullAccount()
+    account.ping.set(fullInputs['helper-instance-id'] as string, 'ConnectionLost')
+    const { result } = await runFull(account)
+    expect(result.failedStep).toBe('preflight')
+    expect(account.callsOf('PutParameter')).toEqual([])
+    expect(account.callsOf('SendCommand')).toEqual([])
+  })
+
+  it('dry run: checks the helper and the source instance, creates nothing', async () => {
+    const account = new FullAccount()
+    const { result, ctx } = await runFull(account, { 'dry-run': 'true' })
+    expect(result.ok).toBe(true)
+    expect(account.created).toEqual([])
+    expect(account.callsOf('SendCommand')).toEqual([])
+    expect(ctx.facts['source instance']).toContain(FULL_SOURCE)
+  })
+})
