@@ -1,7 +1,7 @@
 // A mocked AWS account for the bundle steps: a running instance-store instance online in SSM, a
 // bucket in its region, and in-memory parameters, objects and images that the mocked calls change,
 // so that tests can assert what exists after a run as well as which calls were made.
-import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs'
+import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs'
 import {
   DeregisterImageCommand,
   DescribeImagesCommand,
@@ -119,6 +119,8 @@ export function bundleAccount(o: AccountOptions = {}) {
   const ec2 = mockClient(EC2Client)
   const ssm = mockClient(SSMClient)
   const s3 = mockClient(S3Client)
+  const logs = mockClient(CloudWatchLogsClient)
+  logs.on(GetLogEventsCommand).resolves({ events: [], nextForwardToken: 'f/end' })
   const parameters = new Map<string, string>()
   const objects = new Set<string>(o.objects ?? [])
   const images = new Map<string, { name: string; location: string; state: number }>()
@@ -231,7 +233,7 @@ export function bundleAccount(o: AccountOptions = {}) {
     s3: new S3Client({ region: REGION }),
     logs: new CloudWatchLogsClient({ region: REGION })
   }
-  return { ec2, ssm, s3, parameters, objects, images, sentCommands, clients }
+  return { ec2, ssm, s3, logs, parameters, objects, images, sentCommands, clients }
 }
 
 export type BundleAccount = ReturnType<typeof bundleAccount>

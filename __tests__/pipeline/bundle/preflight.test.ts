@@ -19,6 +19,7 @@ import {
   PREFIX,
   runContext,
   sourceInstance,
+  type TestLog,
   testLog
 } from '../../__fixtures__/bundle-account.js'
 
@@ -119,6 +120,11 @@ describe('bundle preflight', () => {
     expect(other.message).toContain(`s3://${BUCKET}/${PREFIX}/old.manifest.xml`)
     const overwrite = await preflight({ objects }, { 'if-bundle-exists': 'overwrite', 'dry-run': 'true' })
     expect(overwrite.result.ok).toBe(true)
+    expect((overwrite.ctx.log as TestLog).warnings).toEqual([
+      expect.stringMatching(
+        /overwrite replaces it, and if this run fails the bundle there is removed unless keep-bundle/
+      )
+    ])
   })
 
   it('ignores bundles in other folders and objects that are not manifests', async () => {

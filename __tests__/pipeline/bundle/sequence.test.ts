@@ -1,5 +1,6 @@
 // The bundle steps end to end against a mocked account: what is called, what exists afterwards.
 import { describe, expect, it } from '@jest/globals'
+import { GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs'
 import { DescribeImagesCommand, RegisterImageCommand } from '@aws-sdk/client-ec2'
 import { DeleteObjectsCommand } from '@aws-sdk/client-s3'
 import {
@@ -25,7 +26,8 @@ import {
   PREFIX,
   REGION,
   runContext,
-  sourceInstance
+  sourceInstance,
+  type TestLog
 } from '../../__fixtures__/bundle-account.js'
 import { CERT, KEY } from '../../__fixtures__/inputs.js'
 
@@ -88,8 +90,22 @@ describe('bundle mode', () => {
     )
   })
 
-  it('sends the command with timeout-minutes and the log group', async () => {
-    const { account } = await run({ 'timeout-minutes': '90', 'log-group': '/ci/bundle' })
+  it('sends the command with timeout-minutes and the log group, and shows its output as it comes', async () => {
+    const account = bundleAccount()
+    account.logs
+      .on(GetLogEventsCommand)
+      .resolvesOnce({ events: [{ message: 'bundling 2 GiB\n' }], nextForwardToken: 'f/1' })
+      .resolves({ events: [{ message: 'uploaded part 1 of 2' }], nextForwardToken: 'f/2' })
+      .on(GetLogEventsCommand, { nextToken: 'f/2' })
+      .resolves({ events: [], nextForwardToken: 'f/2' })
+    const { ctx } = await run({ 'timeout-minutes': '90', 'log-group': '/ci/bundle' }, account)
+    expect(account.logs).toHaveReceivedCommandWith(GetLogEventsCommand, {
+      logGroupName: '/ci/bundle',
+      logStreamName: `cmd-1/${INSTANCE}/aws-runShellScript/stdout`
+    })
+    const lines = (ctx.log as TestLog).lines
+    expect(lines).toContain('│ bundling 2 GiB')
+    expect(lines).toContain('│ uploaded part 1 of 2')
     const input = account.ssm.commandCalls(SendCommandCommand)[0]?.args[0].input
     expect(input?.InstanceIds).toEqual([INSTANCE])
     expect(input?.Parameters?.executionTimeout).toEqual(['5400'])

@@ -120,7 +120,7 @@ export async function checkPrefixFree(
   const more = manifests.length > 1 ? ` and ${manifests.length - 1} more` : ''
   if (ifExists === 'overwrite') {
     log.warning(
-      `s3://${bucket}/${prefix}/ already holds a bundle (${first}${more}); if-bundle-exists: overwrite replaces it`
+      `s3://${bucket}/${prefix}/ already holds a bundle (${first}${more}); if-bundle-exists: overwrite replaces it, and if this run fails the bundle there is removed unless keep-bundle is true`
     )
     return
   }

@@ -2,6 +2,7 @@
 // The bundle is recorded before the command is sent, because a failed upload may leave parts.
 import { RemoteCommandError, runRemoteScript } from '../../aws/remote-script.js'
 import { hintFor } from '../../report/hints.js'
+import { createLogTail } from '../../report/log-tail.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { keyParameterName } from '../key-parameter.js'
@@ -53,6 +54,18 @@ export const bundleVolume: Step<RunContext> = {
       )
     // With keep-bundle nothing may remove the objects, not even the post entry: they are not recorded.
     else ctx.ledger.record({ kind: 'bundle', id: manifestUrl, removeOn: 'failure' })
+    // With log-group, bundle.sh's progress is shown while it runs (an hour is long to wait blind).
+    const logGroup = ctx.settings.logGroup
+    const tail = logGroup
+      ? createLogTail({
+          logs: ctx.clients.logs,
+          logGroup,
+          instanceId,
+          print: (line) => ctx.log.info(line),
+          warn: (m) => ctx.log.warning(m)
+        })
+      : undefined
+    let commandId: string | undefined
     let result: Awaited<ReturnType<typeof runRemoteScript>>
     try {
       result = await runRemoteScript({
@@ -66,9 +79,17 @@ export const bundleVolume: Step<RunContext> = {
         ledger: ctx.ledger,
         logGroup: ctx.settings.logGroup,
         onProgress: (m) => ctx.log.info(m),
+        onPoll: tail
+          ? async (id) => {
+              commandId = id
+              await tail(id)
+            }
+          : undefined,
         pollDelayMs: ctx.pollDelayMs
       })
+      if (tail) await tail.flush(result.commandId)
     } catch (err) {
+      if (tail && commandId) await tail.flush(commandId)
       // The fix itself is added once, to the run's last line (report/failure.ts); the cause goes here.
       if (err instanceof RemoteCommandError) {
         const hint = hintFor(`${err.message}\n${err.output}`)
