@@ -17,6 +17,8 @@ const BUCKET = 'instance-to-ebs-demo'
 const PREFIX = 'bundles/hvm-mbr'
 const REPO = fileURLToPath(new URL('..', import.meta.url))
 
+// A closed pipe (npm run demo | head) must not kill the demo before it stops what it started.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
 const say = (line = '') => process.stdout.write(`${line}\n`)
 const fail = (message) => {
   process.stderr.write(`demo: ${message}\n`)
@@ -103,6 +105,10 @@ const onSignal = (signal) => {
 }
 process.on('SIGINT', onSignal)
 process.on('SIGTERM', onSignal)
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`demo: ${err.stack ?? err}\n`)
+  session.stop().finally(() => process.exit(1))
+})
 
 /** The job log as the runner shows it: masked secrets, no ::add-mask:: lines. */
 function jobLog() {
