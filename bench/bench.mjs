@@ -184,6 +184,7 @@ async function main() {
         log(
           `run ${round + 1} ${name.padEnd(9)} ${run.seconds.toFixed(2).padStart(6)} s  target allocated ${mib(allocated)}` +
             `, process tree wrote ${mib(run.io.write_bytes)}${reported ? ` (script: ${mib(Number(reported))})` : ''}` +
+            ` (elsewhere than the target: ${mib(Math.max(0, run.io.write_bytes - allocated))}, incl. its log)` +
             `, peak scratch ${mib(run.peak)}; image sha256 ok`
         )
       }

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import {
   bundleNames,
@@ -305,6 +306,31 @@ describe('every failure is one clear line and the target is never reported good'
     expect(run.status).toBe(2)
     expect(run.fails).toHaveLength(1)
     expect(run.fails[0]).toMatch(reason)
+  })
+})
+
+describe('npm run unbundle', () => {
+  const available = hasCommand('npm')
+  const test = available ? it : it.skip
+  test(`runs the script locally: result lines on stdout, exit 0 only with the digest${available ? '' : ' (skipped: no npm)'}`, () => {
+    const bundle = 'small-pv'
+    const dir = join(bundlesDir, bundle)
+    const target = join(tmp.dir, 'npm.img')
+    const args = ['--manifest', join(dir, 'image.manifest.xml'), '--parts', dir, '--target', target]
+    const cwd = fileURLToPath(new URL('../../', import.meta.url))
+    const npm = (key: string) =>
+      spawnSync('npm', ['run', '--silent', 'unbundle', '--', ...args, '--key', key], {
+        cwd,
+        encoding: 'utf8'
+      })
+    const good = npm(join(dir, 'test-key.pem'))
+    expect(good.status).toBe(0)
+    expect(good.stdout).toMatch(/^::result digest=ok$/m)
+    expect(sha256File(target)).toBe(need(expected(bundle), 'image_sha256'))
+    const bad = npm(otherKey(tmp.dir))
+    expect(bad.status).not.toBe(0)
+    expect(bad.stdout).toMatch(/^::fail wrong private key/m)
+    expect(bad.stdout).not.toMatch(/digest=ok/)
   })
 })
 
