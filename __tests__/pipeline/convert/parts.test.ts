@@ -3,6 +3,8 @@ import { describe, expect, it } from '@jest/globals'
 import { manifestFromImageLocation, parseManifest, partKey } from '../../../src/aws/manifest.js'
 import { freeDevice } from '../../../src/pipeline/convert/attach.js'
 import { deriveImageFacts } from '../../../src/pipeline/convert/image-facts.js'
+import { amiNameFor } from '../../../src/pipeline/convert/preflight-source.js'
+import type { RunContext } from '../../../src/pipeline/context.js'
 import { defaultHelperAmiParameter, helperArchitecture } from '../../../src/pipeline/convert/preflight.js'
 import { readSettings } from '../../../src/settings.js'
 import { MANIFEST_XML } from '../../__fixtures__/aws-account.js'
@@ -122,5 +124,20 @@ describe('image facts', () => {
     expect(() => deriveImageFacts(settings(), { ImageId: 'ami-1', Architecture: 'arm64_mac' })).toThrow(
       /set 'architecture'/
     )
+  })
+})
+
+describe('AMI name', () => {
+  const ctx = (extra: Record<string, string> = {}) =>
+    ({ settings: readSettings(reader({ ...convertWithHelper, ...extra }), { env: {} }) }) as RunContext
+
+  it('is the input, or the source name with -ebs, or the name mode full gave before -instance-store', () => {
+    expect(amiNameFor(ctx({ 'ami-name': 'mine' }), { Name: 'legacy' })).toBe('mine')
+    expect(amiNameFor(ctx(), { Name: 'legacy web' })).toBe('legacy web-ebs')
+    expect(amiNameFor(ctx(), { Name: 'web+app' })).toBe('web-app-ebs')
+    expect(amiNameFor(ctx(), { Name: 'instance-to-ebs-i-1-20260101-000000-instance-store' })).toBe(
+      'instance-to-ebs-i-1-20260101-000000'
+    )
+    expect(amiNameFor(ctx(), { Name: 'x'.repeat(128) })).toHaveLength(128)
   })
 })

@@ -30,14 +30,18 @@ async function describeSourceImage(ctx: RunContext, amiId: string): Promise<Imag
   return image
 }
 
-/** The name of the new AMI: the input, or the source's name with -ebs, kept to EC2's rules. */
+/**
+ * The name of the new AMI: the input; or the source's name without the '-instance-store' that
+ * mode full's bundle steps append (so both modes default alike); or the source's name with -ebs.
+ */
 export function amiNameFor(ctx: RunContext, source: Image | undefined): string {
   if (ctx.settings.ami.name) return ctx.settings.ami.name
   const base = (source?.Name ?? source?.ImageId ?? 'instance-to-ebs').replace(
     /[^A-Za-z0-9()[\] ./\-'@_]/g,
     '-'
   )
-  return `${base.slice(0, 124)}-ebs`
+  const stem = base.replace(/-instance-store$/, '')
+  return stem !== base && stem.length >= 3 ? stem : `${base.slice(0, 124)}-ebs`
 }
 
 /** Looks for an own AMI of that name and applies if-ami-exists. */
