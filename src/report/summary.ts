@@ -127,6 +127,7 @@ const IMAGE_FACTS: [key: string, label: string][] = [
   ['bootloader_config', 'boot loader configuration'],
   ['initramfs_nvme', 'NVMe driver in the image'],
   ['initramfs_ena', 'ENA driver in the image'],
+  ['initramfs_note', 'driver check'],
   ['filesystem', 'root filesystem']
 ]
 
@@ -156,7 +157,7 @@ export function bootsOn(facts: Record<string, string>): string | undefined {
   if (drivers === 'both')
     return 'hvm with NVMe and ENA drivers, but registered without ENA support: Xen families such as t2, m4, c4; register with ena-support: true for Nitro families.'
   if (drivers === 'unknown')
-    return 'hvm: Xen families such as t2, m4, c4. Whether Nitro families (t3, m5, c5…) can boot it is unknown: the NVMe and ENA drivers were not checked.'
+    return 'hvm: Xen families such as t2, m4, c4. Whether Nitro families (t3, m5, c5…) can boot it is unknown: the image was not checked for NVMe and ENA drivers, or its initramfs could not be read.'
   return `hvm, ${drivers} driver: Xen families such as t2, m4, c4 only; Nitro families (t3, m5, c5…) need both NVMe and ENA drivers in the initramfs.`
 }
 
