@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make-bundle.sh DIR [IMAGE_MIB]: a throwaway RSA key and certificate, a sparse disk image of
-# IMAGE_MIB MiB (default 1024) with about a fifth of it random data in a few chunks, and a
+# make-bundle.sh DIR [IMAGE_MIB [IMAGE_FILE]]: a throwaway RSA key and certificate, a sparse
+# disk image of IMAGE_MIB MiB (default 1024) with about a fifth of it random data in a few
+# chunks (or a copy of IMAGE_FILE, kept sparse, when given; tests bundle their own disks), and a
 # bundle of that image in the format ec2-bundle-image writes (see
 # ../shared/fixtures/bundles/README.md): GNU tar with old-style sparse members | SHA-1 of the
 # tar stream | gzip -9 | AES-128-CBC, split into 10 MiB parts, and a version 2007-10-10
@@ -22,19 +23,24 @@ openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=i2e-bench \
 openssl req -x509 -newkey rsa:1024 -nodes -sha256 -days 2 -subj /CN=i2e-bench-ec2 \
   -keyout "$dir/ec2-key.pem" -out "$dir/ec2-cert.pem" 2>/dev/null
 
-# The image: zeros, with random chunks at a few places (offsets not all block-aligned).
-truncate -s "${image_mib}M" "$img"
-data_mib=$((image_mib * 200 / 1024))
-nonzero=0
-# offset (per mille of the image, plus bytes) and length (per mille of the data)
-for chunk in "0:1048576:5" "62:12288:295" "293:777:300" "586:0:250" "920:4095:150"; do
-  IFS=: read -r at plus share <<<"$chunk"
-  offset=$((image_mib * mib * at / 1000 + plus))
-  length=$((data_mib * mib * share / 1000))
-  head -c "$length" /dev/urandom | dd of="$img" bs=1M iflag=fullblock oflag=seek_bytes seek="$offset" \
-    conv=notrunc status=none
-  nonzero=$((nonzero + length))
-done
+if [[ -n ${3-} ]]; then
+  cp --sparse=always "$3" "$img"
+  nonzero=$(($(stat -c %b "$img") * $(stat -c %B "$img"))) # allocated: an upper bound
+else
+  # The image: zeros, with random chunks at a few places (offsets not all block-aligned).
+  truncate -s "${image_mib}M" "$img"
+  data_mib=$((image_mib * 200 / 1024))
+  nonzero=0
+  # offset (per mille of the image, plus bytes) and length (per mille of the data)
+  for chunk in "0:1048576:5" "62:12288:295" "293:777:300" "586:0:250" "920:4095:150"; do
+    IFS=: read -r at plus share <<<"$chunk"
+    offset=$((image_mib * mib * at / 1000 + plus))
+    length=$((data_mib * mib * share / 1000))
+    head -c "$length" /dev/urandom | dd of="$img" bs=1M iflag=fullblock oflag=seek_bytes seek="$offset" \
+      conv=notrunc status=none
+    nonzero=$((nonzero + length))
+  done
+fi
 image_size=$(stat -c %s "$img")
 image_sha256=$(sha256sum "$img" | cut -d' ' -f1)
 

@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import {
   bundlesDir,
@@ -21,7 +22,10 @@ import {
   sha256File
 } from './convert-harness.js'
 
-const missing = ['losetup', 'sfdisk', 'e2fsck', 'debugfs', 'mount'].filter((c) => !hasCommand(c))
+const makeBundle = fileURLToPath(new URL('../../bench/make-bundle.sh', import.meta.url))
+const missing = ['losetup', 'sfdisk', 'e2fsck', 'debugfs', 'mount', 'mkfs.ext4', 'blkid'].filter(
+  (c) => !hasCommand(c)
+)
 const why = !isRoot() ? 'needs root' : missing.length ? `needs ${missing.join(', ')}` : ''
 const canLoop = why === '' && spawnSync('losetup', ['-f']).status === 0
 const describeLoop = canLoop ? describe : describe.skip
@@ -229,6 +233,90 @@ describeLoop(`convert.sh onto a loop device${skipNote}`, () => {
     expect(run.fails).toEqual([
       expect.stringMatching(new RegExp(`target ${device} is in use \\(${device} on ${dir}\\)`))
     ])
+  })
+})
+
+describeLoop(`convert.sh on a GPT disk of our own making${skipNote}`, () => {
+  const kernel = '5.10.0-1-amd64'
+  const fstab = [
+    '# /dev/xvdb used to be here',
+    'UUID=0b6e4c1a-0000-4000-8000-000000000001 / ext4 defaults 0 1',
+    '/dev/sdb /media/ephemeral0 auto defaults,nofail,comment=cloudconfig 0 2',
+    'LABEL=ephemeral1 /mnt/eph1 ext4 defaults 0 0',
+    '/dev/xvdc1\t/data\text4\tdefaults\t0 0',
+    '/dev/xvdf /srv ext4 defaults,nofail 0 2',
+    'tmpfs /tmp tmpfs defaults 0 0'
+  ]
+  const kept = [fstab[0], fstab[1], fstab[5], fstab[6]]
+
+  it('finds the Linux partition after a BIOS boot partition, cleans fstab, reads kernel and drivers', () => {
+    const dir = join(tmp.dir, 'gpt')
+    const tree = join(dir, 'tree')
+    for (const sub of ['etc', 'boot/grub', `lib/modules/${kernel}`])
+      mkdirSync(join(tree, sub), { recursive: true })
+    writeFileSync(join(tree, 'etc/fstab'), `${fstab.join('\n')}\n`)
+    writeFileSync(join(tree, 'etc/hostname'), 'gpt-test\n')
+    writeFileSync(join(tree, `boot/vmlinuz-${kernel}`), 'kernel')
+    writeFileSync(join(tree, 'boot/vmlinuz-5.4.0-9-generic'), 'older kernel')
+    writeFileSync(join(tree, `boot/initrd.img-${kernel}`), 'not a real initramfs')
+    writeFileSync(
+      join(tree, 'boot/grub/grub.cfg'),
+      `menuentry 'x' {\n  linux /boot/vmlinuz-${kernel} root=LABEL=gpt-root ro\n}\n`
+    )
+    writeFileSync(join(tree, `lib/modules/${kernel}/modules.builtin`), 'kernel/drivers/nvme/host/nvme.ko\n')
+    const disk = join(dir, 'disk.img')
+    const fs = join(dir, 'fs.img')
+    const start = 4096
+    const size = 64 * 1048576
+    sh('truncate', ['-s', String(size), disk])
+    sh(
+      'sfdisk',
+      ['-q', disk],
+      'label: gpt\nstart=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649\nstart=4096, size=122880, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n'
+    )
+    sh('mkfs.ext4', ['-q', '-F', '-L', 'gpt-root', '-d', tree, fs, '61440k'])
+    sh('dd', [`if=${fs}`, `of=${disk}`, 'bs=512', `seek=${start}`, 'conv=notrunc,sparse', 'status=none'])
+    const made = spawnSync('bash', [makeBundle, join(dir, 'b'), '0', disk], { encoding: 'utf8' })
+    expect(made.stderr).toBe('')
+    const bundle = join(dir, 'b', 'bundle')
+    const fsUuid = sh('blkid', ['-p', '-o', 'value', '-s', 'UUID', fs]).trim()
+
+    const device = loopDevice('gpt', size)
+    const run = runConvert(
+      [
+        '--manifest',
+        join(bundle, 'image.manifest.xml'),
+        '--key',
+        join(bundle, 'key.pem'),
+        '--target',
+        device
+      ],
+      env()
+    )
+    expect(run.fails).toEqual([])
+    const r = run.results
+    expect(r.partition_table).toBe('gpt')
+    expect(r.root_partition).toBe('2')
+    expect(Number(r.root_partition_offset_bytes)).toBe(start * 512)
+    expect(r.filesystem).toBe('ext4')
+    expect(r.filesystem_label).toBe('gpt-root')
+    expect(r.filesystem_uuid).toBe(fsUuid)
+    expect(r.kernel_version).toBe(kernel)
+    expect(r.bootloader_config).toBe('/boot/grub/grub.cfg')
+    expect(r.bootloader_kernel).toBe(kernel)
+    expect(r.initramfs).toBe(`/boot/initrd.img-${kernel}`)
+    expect(r.initramfs_nvme).toBe('yes') // built into the kernel (modules.builtin)
+    expect(r.initramfs_note).toMatch(/nvme is built into the kernel/)
+    if (!hasCommand('lsinitramfs') && !hasCommand('lsinitrd')) {
+      expect(r.initramfs_ena).toBe('unknown')
+      expect(r.initramfs_note).toMatch(/neither lsinitramfs .* nor lsinitrd/)
+    }
+    expect(r.fstab_removed).toBe('3')
+    const view = partitionView(device, start * 512)
+    expect(spawnSync('e2fsck', ['-fn', view]).status).toBe(0)
+    expect(debugfs(view, 'cat /etc/fstab')).toBe(`${kept.join('\n')}\n`)
+    expect(debugfs(view, 'cat /etc/fstab.instance-to-ebs.bak')).toBe(`${fstab.join('\n')}\n`)
+    expect(sh('sfdisk', ['-d', device])).toMatch(/^label: gpt$/m)
   })
 })
 
