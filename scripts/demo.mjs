@@ -50,7 +50,7 @@ if (!process.env.I2E_DEMO_PREPARED) {
     !existsSync(join(process.env.I2E_MOTO_ROOT ?? join(cache, 'moto-root'), '.instance-to-ebs-complete'))
   say(
     fresh
-      ? 'Preparing (scripts/setup.sh): a first run installs npm packages and the moto emulator into a cache (about 1-2 minutes)...'
+      ? 'Preparing (scripts/setup.sh): a first run installs npm packages and the moto emulator into a cache (about 1-3 minutes)...'
       : 'Checking prerequisites (scripts/setup.sh)...'
   )
   const setup = spawnSync('bash', [join(REPO, 'scripts', 'setup.sh')], { stdio: 'inherit' })
