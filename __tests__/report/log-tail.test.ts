@@ -3,7 +3,7 @@ import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloud
 import { SendCommandCommand, GetCommandInvocationCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { mockClient } from 'aws-sdk-client-mock'
 import { runRemoteScript } from '../../src/aws/remote-script.js'
-import { createLogTail, logTailFor, stdoutStream } from '../../src/report/log-tail.js'
+import { createLogTail, liveOutput, logTailFor, stdoutStream } from '../../src/report/log-tail.js'
 
 const notFound = () =>
   Object.assign(new Error('The specified log stream does not exist.'), { name: 'ResourceNotFoundException' })
@@ -101,6 +101,14 @@ describe('logTailFor', () => {
     const logs = new CloudWatchLogsClient({ region: 'us-east-1' })
     expect(logTailFor(logs, undefined, 'i-1')).toBeUndefined()
     expect(typeof logTailFor(logs, '/g', 'i-1')).toBe('function')
+  })
+
+  it('gives runRemoteScript the log group and the tail, or nothing', () => {
+    const logs = new CloudWatchLogsClient({ region: 'us-east-1' })
+    expect(liveOutput({ clients: { logs }, settings: {} }, 'i-1')).toEqual({})
+    const options = liveOutput({ clients: { logs }, settings: { logGroup: '/g' } }, 'i-1')
+    expect(options.logGroup).toBe('/g')
+    expect(typeof options.onPoll).toBe('function')
   })
 
   it('serves as runRemoteScript onPoll: lines appear while the command runs', async () => {

@@ -76,6 +76,18 @@ export function createLogTail(o: LogTailOptions): LogTail {
   return Object.assign(read, { flush: read })
 }
 
+/**
+ * The runRemoteScript options for live output, to spread into its call:
+ * `runRemoteScript({ ..., ...liveOutput(ctx, instanceId) })`. Empty when log-group is not set.
+ */
+export function liveOutput(
+  ctx: { clients: { logs: CloudWatchLogsClient }; settings: { logGroup?: string } },
+  instanceId: string
+): { logGroup?: string; onPoll?: LogTail } {
+  const onPoll = logTailFor(ctx.clients.logs, ctx.settings.logGroup, instanceId)
+  return onPoll ? { logGroup: ctx.settings.logGroup, onPoll } : {}
+}
+
 /** The tail for a command on instanceId, or undefined when log-group is not set. */
 export function logTailFor(
   logs: CloudWatchLogsClient,
