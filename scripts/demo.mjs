@@ -191,6 +191,10 @@ try {
     tags: 'project=instance-to-ebs-demo'
   })
   say()
+  // The runner runs what is committed; say so when the working tree's dist/ is not that.
+  const dist = spawnSync('git', ['-C', REPO, 'status', '--porcelain', '--', 'dist'], { encoding: 'utf8' })
+  if (dist.status === 0 && dist.stdout.trim())
+    say("note: dist/ differs from the last commit here; running the working tree's dist/index.js")
   say(`Running dist/index.js (main) with ${process.execPath} (${process.version}), as the runner would:`)
   const main = await runEntry(step, 'main')
   say(`main exited with ${main.code ?? main.signal}`)
