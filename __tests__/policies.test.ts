@@ -63,6 +63,23 @@ const S3_ACTION: Record<string, string> = {
   GetBucketAcl: 's3:GetBucketAcl'
 }
 
+/** The API each SDK waiter polls. */
+const WAITER_API: Record<string, string> = {
+  waitUntilImageAvailable: 'DescribeImages',
+  waitUntilImageExists: 'DescribeImages',
+  waitUntilSnapshotCompleted: 'DescribeSnapshots',
+  waitUntilVolumeAvailable: 'DescribeVolumes',
+  waitUntilVolumeInUse: 'DescribeVolumes',
+  waitUntilVolumeDeleted: 'DescribeVolumes',
+  waitUntilInstanceRunning: 'DescribeInstances',
+  waitUntilInstanceTerminated: 'DescribeInstances',
+  waitUntilInstanceExists: 'DescribeInstances',
+  waitUntilInstanceStatusOk: 'DescribeInstanceStatus',
+  waitUntilCommandExecuted: 'GetCommandInvocation',
+  waitUntilObjectExists: 'HeadObject',
+  waitUntilBucketExists: 'HeadBucket'
+}
+
 function sourceFiles(dir: string): string[] {
   return readdirSync(new URL(dir, root), { recursive: true, encoding: 'utf8' })
     .filter((f) => f.endsWith('.ts'))
@@ -88,6 +105,14 @@ function sdkCalls(): SdkCall[] {
       ...[...source.matchAll(/new\s+([A-Z][A-Za-z0-9]*)Command\s*\(/g)].map((m) => m[1] as string),
       ...[...source.matchAll(/\bpaginate([A-Z][A-Za-z0-9]*)\s*\(/g)].map((m) => m[1] as string)
     ]
+    for (const m of source.matchAll(/\b(waitUntil[A-Z][A-Za-z0-9]*)\s*\(/g)) {
+      const waiter = m[1] as string
+      if (!packageOf.has(waiter)) continue
+      const api = WAITER_API[waiter]
+      if (!api) throw new Error(`${file}: add the API that ${waiter} polls to WAITER_API in this test`)
+      used.push(api)
+      packageOf.set(`${api}Command`, packageOf.get(waiter) as string)
+    }
     for (const api of used) {
       const pkg = packageOf.get(`${api}Command`) ?? packageOf.get(`paginate${api}`)
       if (!pkg) throw new Error(`${file}: ${api}Command is not imported from an @aws-sdk client package`)
