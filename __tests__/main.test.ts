@@ -36,3 +36,36 @@ describe('main with bad inputs', () => {
     }
   })
 })
+
+describe('main with short-lived credentials', () => {
+  it('warns with the role-duration-seconds advice before running any step', async () => {
+    const mocks = [mockClient(EC2Client), mockClient(SSMClient), mockClient(S3Client)]
+    const files = runnerFiles()
+    const undo = setActionInputs({ ...convertInputs, 'timeout-minutes': '90' })
+    const out: string[] = []
+    const write = process.stdout.write.bind(process.stdout)
+    process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write
+    try {
+      await withEnv(
+        {
+          ...files.env,
+          AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+          AWS_SECRET_ACCESS_KEY: 'secret',
+          AWS_SESSION_TOKEN: 'token',
+          AWS_CREDENTIAL_EXPIRATION: new Date(Date.now() + 20 * 60000).toISOString()
+        },
+        () => main({ pollDelayMs: 1 })
+      )
+    } finally {
+      process.stdout.write = write
+      undo()
+      for (const m of mocks) m.restore()
+    }
+    const warnings = out.filter((l) => l.startsWith('::warning::'))
+    const first = out.findIndex((l) => l.startsWith('::warning::The AWS credentials expire'))
+    const firstGroup = out.findIndex((l) => l.startsWith('::group::'))
+    expect(warnings.join('')).toContain('role-duration-seconds: 8100')
+    expect(first).toBeGreaterThanOrEqual(0)
+    expect(first).toBeLessThan(firstGroup)
+  })
+})

@@ -1,6 +1,7 @@
 // Read settings → build clients → run the pipeline → outputs and summary.
 import * as core from '@actions/core'
 import { destroyClients, makeClients } from './aws/clients.js'
+import { checkCredentialLifetime } from './aws/credentials.js'
 import type { RunContext } from './pipeline/context.js'
 import { ATTEMPTS_STATE, Ledger, REGION_STATE } from './pipeline/ledger.js'
 import { planSteps } from './pipeline/plan.js'
@@ -42,6 +43,7 @@ export async function main(options: MainOptions = {}): Promise<PipelineResult | 
     pollDelayMs: options.pollDelayMs ?? 5000
   }
   try {
+    await checkCredentialLifetime(clients, settings)
     const result = await runPipeline(planSteps(settings), ctx, {
       remove: resourceRemover(clients, { pollDelayMs: Math.min(ctx.pollDelayMs, 2000) })
     })
