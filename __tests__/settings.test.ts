@@ -195,6 +195,8 @@ const bad: Array<[string, Record<string, string>, string, Record<string, string>
   ['bucket with underscore', { 's3-bucket': 'my_bucket' }, 's3-bucket', fullInputs],
   ['prefix leading slash', { 's3-prefix': '/bundles' }, 's3-prefix', fullInputs],
   ['prefix trailing slash', { 's3-prefix': 'bundles/' }, 's3-prefix', fullInputs],
+  ['prefix with characters bundle.sh cannot pass', { 's3-prefix': "it's(here)" }, 's3-prefix', fullInputs],
+  ['bundle-exclude with a space', { 'bundle-exclude': '/var/my files' }, 'bundle-exclude', fullInputs],
   ['region malformed', { region: 'useast1' }, 'region'],
   ['region from env malformed', { region: '' }, 'region', undefined],
   ['virtualization unknown', { 'virtualization-type': 'pv' }, 'virtualization-type'],

@@ -95,7 +95,8 @@ const REGION = /^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 const BUCKET =
   /^(?!xn--|sthree-|amzn-s3-demo-)(?!.*(?:-s3alias|--ol-s3|--x-s3|--table-s3)$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/
-const PREFIX = /^(?!\/)[A-Za-z0-9!_.*'()/-]{1,900}(?<!\/)$/
+// What bundle.sh passes on to ec2-upload-bundle: letters, digits and / . _ - only.
+const PREFIX = /^(?!\/)[A-Za-z0-9_./-]{1,900}(?<!\/)$/
 const DEVICE = /^\/dev\/(?:sd[a-z]\d{0,2}|xvd[a-z]{1,2}\d{0,2})$/
 const AMI_NAME = /^[A-Za-z0-9()[\] ./\-'@_]{3,128}$/
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/
@@ -351,7 +352,7 @@ export function readSettings(
   const prefixInput = p.optional(
     's3-prefix',
     PREFIX,
-    "a key prefix without leading or trailing '/', of letters, digits and ! _ . * ' ( ) / -"
+    "a key prefix without leading or trailing '/', of letters, digits and / . _ - only"
   )
 
   const virtualizationType = p.oneOf<VirtualizationType>('virtualization-type', ['hvm', 'paravirtual'])
@@ -383,10 +384,11 @@ export function readSettings(
   const ifAmiExists = p.oneOf<IfAmiExists>('if-ami-exists', ['fail', 'reuse', 'replace'], 'fail') ?? 'fail'
 
   const stopServices = p.list('stop-services', SERVICE, 'service names such as jenkins or redis-server', true)
+  // ec2-bundle-vol takes the excludes as one comma-separated argument: no white space.
   const exclude = p.list(
     'bundle-exclude',
-    /^\/[^\0'"`$\\]*$/,
-    "absolute paths without quotes, '$', '`' or '\\'"
+    /^\/[^\0\s'"`$\\]*$/,
+    "absolute paths without white space, quotes, '$', '`' or '\\' (exclude a parent folder instead)"
   )
   const installPrerequisites = p.boolean('install-prerequisites', true)
   const fixMenuLst = p.boolean('fix-menu-lst', false)

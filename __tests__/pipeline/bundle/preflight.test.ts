@@ -178,15 +178,6 @@ describe('bundle preflight', () => {
     expect(r.message).toMatch(/set root-device-name to one of them/)
   })
 
-  it('refuses a prefix or exclude bundle.sh cannot pass on', async () => {
-    expect((await preflight({}, { 's3-prefix': "it's(here)" })).message).toMatch(
-      /letters, digits and \/ \. _ - only/
-    )
-    expect((await preflight({}, { 'bundle-exclude': '/var/my files' })).message).toMatch(
-      /contains white space/
-    )
-  })
-
   it('refuses an instance-store AMI name that is taken', async () => {
     const account = bundleAccount()
     account.images.set('ami-0bbbbbbbbbbbbbbb2', { name: 'web-instance-store', location: 'x', state: 0 })

@@ -18,7 +18,6 @@ import { checkBucketAcceptsAcls, checkBucketRegion, checkPrefixFree } from './bu
 import { BUNDLE_NAME, type BundleImageFacts, bundleState, known } from './state.js'
 
 /** bundle.sh's own rules for what it accepts (narrower than the inputs in places). */
-const SCRIPT_PREFIX = /^[A-Za-z0-9/._-]+$/
 const HVM_ROOT_DEVICES = ['/dev/sda1', '/dev/xvda']
 
 async function sourceInstance(ec2: EC2Client, instanceId: string, region: string) {
@@ -90,18 +89,6 @@ async function checkOnline(ctx: RunContext, instanceId: string): Promise<void> {
     )
 }
 
-function checkScriptInputs(ctx: RunContext, prefix: string): void {
-  if (!SCRIPT_PREFIX.test(prefix))
-    throw new Error(
-      `s3-prefix '${prefix}' has characters bundle.sh does not pass to ec2-upload-bundle; use letters, digits and / . _ - only`
-    )
-  const spaced = ctx.settings.bundle.exclude.find((p) => /\s/.test(p))
-  if (spaced)
-    throw new Error(
-      `bundle-exclude '${spaced}' contains white space, which ec2-bundle-vol's exclude list cannot hold; exclude a parent folder without spaces instead`
-    )
-}
-
 async function checkAmiNameFree(ec2: EC2Client, name: string): Promise<void> {
   const out = await ec2.send(
     new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] })
@@ -150,7 +137,6 @@ export function bundlePreflight(now: () => Date = () => new Date()): Step<RunCon
       const instanceId = known(settings.source.instanceId, 'source-instance-id')
       s.bucket = known(settings.bundle.bucket, 's3-bucket')
       s.prefix = known(settings.bundle.prefix, 's3-prefix')
-      checkScriptInputs(ctx, s.prefix)
 
       const { instance, ownerId } = await sourceInstance(clients.ec2, instanceId, settings.region)
       checkSource(instance, settings.region)
