@@ -89,7 +89,10 @@ describe('bootsOn', () => {
     ],
     [{ ...hvm, initramfs_nvme: 'no', initramfs_ena: 'yes' }, /^hvm, missing NVMe driver: Xen families/],
     [{ ...hvm, initramfs_nvme: 'no', initramfs_ena: 'no' }, /missing NVMe and ENA driver/],
-    [{ ...hvm, initramfs_nvme: 'unknown', initramfs_ena: 'yes' }, /unknown: the image was not checked for NVMe and ENA drivers/],
+    [
+      { ...hvm, initramfs_nvme: 'unknown', initramfs_ena: 'yes' },
+      /unknown: the image was not checked for NVMe and ENA drivers/
+    ],
     [hvm, /unknown/],
     [{ ...hvm, architecture: 'i386' }, /no Nitro family runs i386/],
     [{ ...hvm, architecture: 'arm64', initramfs_nvme: 'yes', initramfs_ena: 'yes' }, /^hvm, arm64: Graviton/],
