@@ -19,3 +19,16 @@ export interface RunContext extends StepContext {
   /** Milliseconds between polls (tests make it small). */
   pollDelayMs: number
 }
+
+/** The state one family of steps keeps in ctx.state under its key, made on first use. */
+export function stepState<T extends object>(ctx: RunContext, key: 'bundle' | 'convert'): T {
+  ctx.state[key] ??= {}
+  return ctx.state[key] as T
+}
+
+/** Fails loudly when a step runs without what an earlier step should have left. */
+export function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined)
+    throw new Error(`internal error: ${what} is not known yet (a step ran out of order)`)
+  return value
+}

@@ -12,10 +12,10 @@ import { SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
 import { provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
 import type { Architecture, VirtualizationType } from '../../settings.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { checkBucketAcceptsAcls, checkBucketRegion, checkPrefixFree } from './bucket.js'
-import { BUNDLE_NAME, type BundleImageFacts, bundleState, known } from './state.js'
+import { BUNDLE_NAME, type BundleImageFacts, bundleState } from './state.js'
 
 /** bundle.sh's own rules for what it accepts (narrower than the inputs in places). */
 const HVM_ROOT_DEVICES = ['/dev/sda1', '/dev/xvda']
@@ -134,9 +134,9 @@ export function bundlePreflight(now: () => Date = () => new Date()): Step<RunCon
     run: async (ctx) => {
       const { settings, clients } = ctx
       const s = bundleState(ctx)
-      const instanceId = known(settings.source.instanceId, 'source-instance-id')
-      s.bucket = known(settings.bundle.bucket, 's3-bucket')
-      s.prefix = known(settings.bundle.prefix, 's3-prefix')
+      const instanceId = required(settings.source.instanceId, 'source-instance-id')
+      s.bucket = required(settings.bundle.bucket, 's3-bucket')
+      s.prefix = required(settings.bundle.prefix, 's3-prefix')
 
       const { instance, ownerId } = await sourceInstance(clients.ec2, instanceId, settings.region)
       checkSource(instance, settings.region)

@@ -1,9 +1,9 @@
 // Registers the uploaded bundle as an instance-store AMI, recorded the moment EC2 gives its id.
 import { type BlockDeviceMapping, RegisterImageCommand } from '@aws-sdk/client-ec2'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { tagsFor } from '../convert/state.js'
-import { bundleState, changing, known } from './state.js'
+import { bundleState, changing } from './state.js'
 
 /** The instance-store disks, as the seed procedure and Packer's amazon-instance builder map them. */
 export const EPHEMERAL_MAPPINGS: BlockDeviceMapping[] = [
@@ -16,9 +16,9 @@ export const registerInstanceStoreImage: Step<RunContext> = {
   enabled: changing,
   run: async (ctx) => {
     const s = bundleState(ctx)
-    const facts = known(s.facts, 'the image facts')
-    const name = known(s.amiName, 'the AMI name')
-    const imageLocation = known(s.imageLocation, 'the uploaded manifest')
+    const facts = required(s.facts, 'the image facts')
+    const name = required(s.amiName, 'the AMI name')
+    const imageLocation = required(s.imageLocation, 'the uploaded manifest')
     const paravirtual = facts.virtualizationType === 'paravirtual'
     const out = await ctx.clients.ec2.send(
       new RegisterImageCommand({

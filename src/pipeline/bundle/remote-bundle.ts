@@ -3,30 +3,30 @@
 import { RemoteCommandError, runRemoteScript } from '../../aws/remote-script.js'
 import { hintFor } from '../../report/hints.js'
 import { createLogTail } from '../../report/log-tail.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { keyParameterName } from '../key-parameter.js'
 import { certificateParameterName } from './key-material.js'
-import { BUNDLE_NAME, bundleState, changing, known } from './state.js'
+import { BUNDLE_NAME, bundleState, changing } from './state.js'
 
 /** bundle.sh's command line (see the header of src/scripts/bundle.sh). */
 export function bundleArgs(ctx: RunContext): string[] {
   const s = bundleState(ctx)
-  const facts = known(s.facts, 'the image facts')
+  const facts = required(s.facts, 'the image facts')
   const b = ctx.settings.bundle
   const args = ['--virtualization-type', facts.virtualizationType, '--architecture', facts.architecture]
   if (facts.virtualizationType === 'hvm') args.push('--root-device-name', facts.rootDeviceName)
   args.push(
     '--account-id',
-    known(s.accountId, 'the account id'),
+    required(s.accountId, 'the account id'),
     '--bucket',
-    known(s.bucket, 'the bucket'),
+    required(s.bucket, 'the bucket'),
     '--prefix',
-    known(s.prefix, 'the prefix'),
+    required(s.prefix, 'the prefix'),
     '--region',
     ctx.settings.region,
     '--cert-parameter',
-    known(certificateParameterName(ctx), 'the certificate parameter'),
+    required(certificateParameterName(ctx), 'the certificate parameter'),
     '--key-parameter',
     keyParameterName(ctx),
     '--bundle-name',
@@ -45,8 +45,8 @@ export const bundleVolume: Step<RunContext> = {
   enabled: changing,
   run: async (ctx) => {
     const s = bundleState(ctx)
-    const instanceId = known(ctx.settings.source.instanceId, 'source-instance-id')
-    const manifestUrl = known(s.manifestUrl, 'the manifest location')
+    const instanceId = required(ctx.settings.source.instanceId, 'source-instance-id')
+    const manifestUrl = required(s.manifestUrl, 'the manifest location')
     const args = bundleArgs(ctx)
     if (ctx.settings.bundle.keep)
       ctx.log.info(

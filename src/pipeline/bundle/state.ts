@@ -1,6 +1,6 @@
 // What the bundle steps hand each other through ctx.state.bundle, and the small helpers they share.
 import type { Architecture, VirtualizationType } from '../../settings.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, stepState } from '../context.js'
 
 /** ec2-bundle-vol's -p: the bundle is <prefix>/image.manifest.xml and image.part.NN beside it. */
 export const BUNDLE_NAME = 'image'
@@ -31,21 +31,7 @@ export interface BundleState {
   imageId?: string
 }
 
-export function bundleState(ctx: RunContext): BundleState {
-  let s = ctx.state.bundle as BundleState | undefined
-  if (!s) {
-    s = {}
-    ctx.state.bundle = s
-  }
-  return s
-}
-
-/** Fails loudly when a step runs without what an earlier step should have left. */
-export function known<T>(value: T | undefined, what: string): T {
-  if (value === undefined)
-    throw new Error(`internal error: ${what} is not known yet (a step ran out of order)`)
-  return value
-}
+export const bundleState = (ctx: RunContext): BundleState => stepState<BundleState>(ctx, 'bundle')
 
 /** Everything after preflight is skipped by a dry run. */
 export const changing = (ctx: RunContext): boolean => !ctx.settings.dryRun

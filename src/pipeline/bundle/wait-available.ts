@@ -2,9 +2,9 @@
 // and the convert steps of a full run take it as their source.
 import { DescribeImagesCommand } from '@aws-sdk/client-ec2'
 import { poll } from '../../aws/poll.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
-import { bundleState, changing, known } from './state.js'
+import { bundleState, changing } from './state.js'
 
 const FAILED = new Set(['failed', 'invalid', 'error', 'deregistered', 'disabled'])
 
@@ -13,7 +13,7 @@ export const waitInstanceStoreImage: Step<RunContext> = {
   enabled: changing,
   run: async (ctx) => {
     const s = bundleState(ctx)
-    const imageId = known(s.imageId, 'the instance-store AMI')
+    const imageId = required(s.imageId, 'the instance-store AMI')
     await poll({
       what: `${imageId} to become available`,
       timeoutSeconds: ctx.settings.timeoutMinutes * 60,
@@ -35,7 +35,7 @@ export const waitInstanceStoreImage: Step<RunContext> = {
       }
     })
     ctx.outputs['instance-store-ami-id'] = imageId
-    ctx.outputs['manifest-location'] = known(s.manifestUrl, 'the manifest location')
+    ctx.outputs['manifest-location'] = required(s.manifestUrl, 'the manifest location')
     ctx.facts['instance-store AMI'] = imageId
     ctx.log.info(`${imageId} is available`)
   }

@@ -3,9 +3,9 @@
 import { AttachVolumeCommand } from '@aws-sdk/client-ec2'
 import { waitForAttachment } from '../../aws/ec2-wait.js'
 import { describeInstance } from '../../aws/instances.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
-import { convertState, need, proceeding } from './state.js'
+import { convertState, proceeding } from './state.js'
 
 /** sdf, xvdf, xvdf1 and /dev/sdf all name the same slot: compare by letter. */
 const slotOf = (device: string): string | undefined => /^(?:\/dev\/)?(?:sd|xvd)([a-z])\d*$/.exec(device)?.[1]
@@ -21,8 +21,8 @@ export const attachVolumeStep: Step<RunContext> = {
   enabled: proceeding,
   run: async (ctx) => {
     const s = convertState(ctx)
-    const helper = need(s.helper, 'the helper')
-    const volumeId = need(s.volumeId, 'the work volume')
+    const helper = required(s.helper, 'the helper')
+    const volumeId = required(s.volumeId, 'the work volume')
     const instance = await describeInstance(ctx.clients.ec2, helper.instanceId)
     const device = freeDevice((instance?.BlockDeviceMappings ?? []).map((b) => b.DeviceName))
     if (!device)

@@ -1,17 +1,17 @@
 // Detaches the written volume so it can be snapshotted in a settled state.
 import { DetachVolumeCommand } from '@aws-sdk/client-ec2'
 import { waitForDetachment } from '../../aws/ec2-wait.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
-import { convertState, need, proceeding } from './state.js'
+import { convertState, proceeding } from './state.js'
 
 export const detachVolumeStep: Step<RunContext> = {
   name: 'detach volume',
   enabled: proceeding,
   run: async (ctx) => {
     const s = convertState(ctx)
-    const helper = need(s.helper, 'the helper')
-    const volumeId = need(s.volumeId, 'the work volume')
+    const helper = required(s.helper, 'the helper')
+    const volumeId = required(s.volumeId, 'the work volume')
     await ctx.clients.ec2.send(new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: helper.instanceId }))
     await waitForDetachment(ctx.clients.ec2, volumeId, {
       signal: ctx.signal,

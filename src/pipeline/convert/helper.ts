@@ -2,10 +2,10 @@
 // run, recorded the moment RunInstances answers and terminated in cleanup whatever happens.
 import { RunInstancesCommand } from '@aws-sdk/client-ec2'
 import { describeInstance, waitForInstanceRunning, waitForSsmOnline } from '../../aws/instances.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { runInstancesInput } from './preflight.js'
-import { clientToken, convertState, need, proceeding } from './state.js'
+import { clientToken, convertState, proceeding } from './state.js'
 
 export const helperStep: Step<RunContext> = {
   name: 'helper',
@@ -15,7 +15,7 @@ export const helperStep: Step<RunContext> = {
     const { helper } = ctx.settings
     if (helper.instanceId) {
       const instance = await describeInstance(ctx.clients.ec2, helper.instanceId)
-      const az = need(
+      const az = required(
         instance?.Placement?.AvailabilityZone,
         `the availability zone of helper ${helper.instanceId}`
       )
@@ -23,8 +23,8 @@ export const helperStep: Step<RunContext> = {
       ctx.log.info(`using helper ${helper.instanceId} in ${az}`)
       return
     }
-    const launch = need(helper.launch, 'how to launch the helper')
-    const amiId = need(s.helperAmiId ?? launch.amiId, 'the helper AMI')
+    const launch = required(helper.launch, 'how to launch the helper')
+    const amiId = required(s.helperAmiId ?? launch.amiId, 'the helper AMI')
     const out = await ctx.clients.ec2.send(
       new RunInstancesCommand({
         ...runInstancesInput(ctx, launch, amiId),
@@ -32,13 +32,13 @@ export const helperStep: Step<RunContext> = {
       })
     )
     const instance = out.Instances?.[0]
-    const instanceId = need(instance?.InstanceId, 'the id of the launched helper')
+    const instanceId = required(instance?.InstanceId, 'the id of the launched helper')
     ctx.ledger.record({ kind: 'instance', id: instanceId, removeOn: 'always' })
     ctx.log.info(`launched helper ${instanceId} (${launch.instanceType}, ${amiId})`)
     const opts = { signal: ctx.signal, minDelayMs: ctx.pollDelayMs, onProgress: ctx.log.info }
     const running = await waitForInstanceRunning(ctx.clients.ec2, instanceId, opts)
     await waitForSsmOnline(ctx.clients.ssm, instanceId, opts)
-    const az = need(
+    const az = required(
       running.Placement?.AvailabilityZone ?? instance?.Placement?.AvailabilityZone,
       'the helper availability zone'
     )

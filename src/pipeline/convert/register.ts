@@ -11,9 +11,9 @@ import {
 } from '@aws-sdk/client-ec2'
 import { s3Url } from '../../aws/manifest.js'
 import { errorCode, poll } from '../../aws/poll.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import { messageOf, type Step } from '../runner.js'
-import { convertState, need, proceeding, tagSpec } from './state.js'
+import { convertState, proceeding, tagSpec } from './state.js'
 
 async function deregisterReplaced(ctx: RunContext, old: Image): Promise<void> {
   try {
@@ -49,9 +49,9 @@ export const registerStep: Step<RunContext> = {
   enabled: proceeding,
   run: async (ctx) => {
     const s = convertState(ctx)
-    const f = need(s.facts, 'the image facts')
-    const snapshotId = need(s.snapshotId, 'the snapshot')
-    const name = need(s.amiName, 'the AMI name')
+    const f = required(s.facts, 'the image facts')
+    const snapshotId = required(s.snapshotId, 'the snapshot')
+    const name = required(s.amiName, 'the AMI name')
     const { ami } = ctx.settings
     if (s.replaces) await deregisterReplaced(ctx, s.replaces)
     const paravirtual = f.virtualizationType === 'paravirtual'
@@ -60,7 +60,7 @@ export const registerStep: Step<RunContext> = {
         Name: name,
         Description:
           ami.description ??
-          `EBS-backed copy of ${s.sourceImage?.ImageId ?? s3Url(need(s.manifest, 'the manifest'))}, made by instance-to-ebs`.slice(
+          `EBS-backed copy of ${s.sourceImage?.ImageId ?? s3Url(required(s.manifest, 'the manifest'))}, made by instance-to-ebs`.slice(
             0,
             255
           ),
@@ -87,7 +87,7 @@ export const registerStep: Step<RunContext> = {
         TagSpecifications: [...tagSpec(ctx, 'image', name), ...tagSpec(ctx, 'snapshot', name)]
       })
     )
-    const imageId = need(out.ImageId, 'the id of the new AMI')
+    const imageId = required(out.ImageId, 'the id of the new AMI')
     ctx.ledger.record({ kind: 'image', id: imageId, removeOn: 'failure' })
     s.imageId = imageId
     ctx.log.info(`registered ${imageId} '${name}'`)
@@ -113,7 +113,7 @@ export const registerStep: Step<RunContext> = {
     ctx.outputs['ami-id'] = imageId
     ctx.outputs['snapshot-id'] = snapshotId
     if (s.sourceImage?.ImageId) ctx.outputs['instance-store-ami-id'] = s.sourceImage.ImageId
-    ctx.outputs['manifest-location'] = s3Url(need(s.manifest, 'the manifest'))
+    ctx.outputs['manifest-location'] = s3Url(required(s.manifest, 'the manifest'))
     ctx.outputs.region = ctx.settings.region
     ctx.log.info(`AMI ${imageId} is available`)
     if (s.replaces) await deleteReplacedSnapshots(ctx, s.replaces)

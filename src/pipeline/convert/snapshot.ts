@@ -2,17 +2,17 @@
 // removed only if the run fails.
 import { CreateSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2'
 import { poll } from '../../aws/poll.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
-import { convertState, need, proceeding, tagSpec } from './state.js'
+import { convertState, proceeding, tagSpec } from './state.js'
 
 export const snapshotStep: Step<RunContext> = {
   name: 'snapshot',
   enabled: proceeding,
   run: async (ctx) => {
     const s = convertState(ctx)
-    const volumeId = need(s.volumeId, 'the work volume')
-    const name = need(s.amiName, 'the AMI name')
+    const volumeId = required(s.volumeId, 'the work volume')
+    const name = required(s.amiName, 'the AMI name')
     const source =
       s.sourceImage?.ImageId ?? (s.manifest ? `s3://${s.manifest.bucket}/${s.manifest.key}` : 'a bundle')
     const out = await ctx.clients.ec2.send(
@@ -22,7 +22,7 @@ export const snapshotStep: Step<RunContext> = {
         TagSpecifications: tagSpec(ctx, 'snapshot', name)
       })
     )
-    const snapshotId = need(out.SnapshotId, 'the id of the new snapshot')
+    const snapshotId = required(out.SnapshotId, 'the id of the new snapshot')
     ctx.ledger.record({ kind: 'snapshot', id: snapshotId, removeOn: 'failure' })
     s.snapshotId = snapshotId
     ctx.log.info(`snapshot ${snapshotId} of ${volumeId} started`)

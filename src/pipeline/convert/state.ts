@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Image, ResourceType, TagSpecification } from '@aws-sdk/client-ec2'
 import type { Architecture, BootMode, S3Location, VirtualizationType } from '../../settings.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, stepState } from '../context.js'
 
 export interface ImageFacts {
   architecture: Architecture
@@ -36,21 +36,7 @@ export interface ConvertState {
   imageId?: string
 }
 
-export function convertState(ctx: RunContext): ConvertState {
-  let s = ctx.state.convert as ConvertState | undefined
-  if (!s) {
-    s = {}
-    ctx.state.convert = s
-  }
-  return s
-}
-
-/** Fails loudly when a step runs without what an earlier step should have left. */
-export function need<T>(value: T | undefined, what: string): T {
-  if (value === undefined)
-    throw new Error(`internal error: ${what} is not known yet (a step ran out of order)`)
-  return value
-}
+export const convertState = (ctx: RunContext): ConvertState => stepState<ConvertState>(ctx, 'convert')
 
 /** Steps after preflight run only when it did not stop the run (dry run, or an AMI reused). */
 export const proceeding = (ctx: RunContext): boolean =>

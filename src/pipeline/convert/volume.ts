@@ -2,9 +2,9 @@
 // cleanup after success as after failure (the snapshot is the product, not the volume).
 import { CreateVolumeCommand } from '@aws-sdk/client-ec2'
 import { waitForVolumeAvailable } from '../../aws/ec2-wait.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
-import { clientToken, convertState, need, proceeding, tagSpec } from './state.js'
+import { clientToken, convertState, proceeding, tagSpec } from './state.js'
 
 export const createVolumeStep: Step<RunContext> = {
   name: 'create volume',
@@ -12,8 +12,8 @@ export const createVolumeStep: Step<RunContext> = {
   run: async (ctx) => {
     const s = convertState(ctx)
     const { ami } = ctx.settings
-    const helper = need(s.helper, 'the helper')
-    const size = need(s.volumeSizeGiB, 'the volume size')
+    const helper = required(s.helper, 'the helper')
+    const size = required(s.volumeSizeGiB, 'the volume size')
     const out = await ctx.clients.ec2.send(
       new CreateVolumeCommand({
         AvailabilityZone: helper.availabilityZone,
@@ -31,7 +31,7 @@ export const createVolumeStep: Step<RunContext> = {
         ClientToken: clientToken(ctx, 'volume')
       })
     )
-    const volumeId = need(out.VolumeId, 'the id of the new volume')
+    const volumeId = required(out.VolumeId, 'the id of the new volume')
     ctx.ledger.record({ kind: 'volume', id: volumeId, removeOn: 'always' })
     s.volumeId = volumeId
     ctx.log.info(`created ${ami.volumeType} volume ${volumeId} of ${size} GiB in ${helper.availabilityZone}`)

@@ -2,20 +2,20 @@
 // the run counts only when the script reports that the image digest matched.
 import { runRemoteScript } from '../../aws/remote-script.js'
 import { s3Url } from '../../aws/manifest.js'
-import type { RunContext } from '../context.js'
+import { type RunContext, required } from '../context.js'
 import { keyParameterName } from '../key-parameter.js'
 import type { Step } from '../runner.js'
-import { convertState, need, proceeding } from './state.js'
+import { convertState, proceeding } from './state.js'
 
 export const writeImageStep: Step<RunContext> = {
   name: 'write image',
   enabled: proceeding,
   run: async (ctx) => {
     const s = convertState(ctx)
-    const helper = need(s.helper, 'the helper')
-    const volumeId = need(s.volumeId, 'the work volume')
-    const device = need(s.device, 'the device name')
-    const manifest = s3Url(need(s.manifest, 'the manifest location'))
+    const helper = required(s.helper, 'the helper')
+    const volumeId = required(s.volumeId, 'the work volume')
+    const device = required(s.device, 'the device name')
+    const manifest = s3Url(required(s.manifest, 'the manifest location'))
     const result = await runRemoteScript({
       ssm: ctx.clients.ssm,
       instanceId: helper.instanceId,
