@@ -6,7 +6,9 @@ cd "$(git rev-parse --show-toplevel)"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 git checkout-index -a --prefix="$tmp/"
-ln -s "$PWD/node_modules" "$tmp/node_modules"
+# A real node_modules under the build folder (hard links, instant): through a symlink ncc resolves
+# modules outside the project and numbers them differently from a build in a clean clone.
+cp -al node_modules "$tmp/node_modules"
 (cd "$tmp" && npm run --silent package >/dev/null)
 rm -rf dist
 cp -r "$tmp/dist" dist
