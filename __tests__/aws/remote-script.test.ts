@@ -118,6 +118,26 @@ describe('runRemoteScript', () => {
     ssm.restore()
   })
 
+  it('polls the live output once more after the command ends, so its last lines are shown', async () => {
+    const { ssm, base } = setup()
+    const seen: string[] = []
+    ssm
+      .on(GetCommandInvocationCommand)
+      .resolvesOnce({ Status: 'InProgress' })
+      .resolves({
+        Status: 'Failed',
+        StatusDetails: 'Failed',
+        ResponseCode: 1,
+        StandardOutputContent: '::fail x\n'
+      })
+    const onPoll = async (id: string) => {
+      seen.push(`${id} after ${ssm.commandCalls(GetCommandInvocationCommand).length} checks`)
+    }
+    await expect(runRemoteScript({ ...base, onPoll })).rejects.toThrow('failed: x')
+    expect(seen).toEqual(['cmd-1 after 0 checks', 'cmd-1 after 1 checks', 'cmd-1 after 2 checks'])
+    ssm.restore()
+  })
+
   it('says when SSM cut the output, and where the rest is', async () => {
     const { ssm, base } = setup()
     ssm.on(GetCommandInvocationCommand).resolves({

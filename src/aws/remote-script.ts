@@ -173,6 +173,7 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
       }
     })
   } catch (err) {
+    await finalPoll(o, commandId)
     if (err instanceof CancelledError || o.signal.aborted) {
       await cancel(o, commandId)
       throw new CancelledError(
@@ -182,6 +183,7 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
     throw err
   }
   o.ledger?.forget('command', commandId)
+  await finalPoll(o, commandId)
 
   const stdout = invocation.StandardOutputContent ?? ''
   const stderr = invocation.StandardErrorContent ?? ''
@@ -207,6 +209,15 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
     `${stdout}\n${stderr}`,
     reason
   )
+}
+
+/** Once more after the command ended, so live output written after the last poll is shown too. */
+async function finalPoll(o: RemoteScriptOptions, commandId: string): Promise<void> {
+  try {
+    await o.onPoll?.(commandId)
+  } catch {
+    // Live output is a convenience; the command's own result decides the outcome.
+  }
 }
 
 async function cancel(o: RemoteScriptOptions, commandId: string): Promise<void> {

@@ -65,7 +65,6 @@ export const bundleVolume: Step<RunContext> = {
           warn: (m) => ctx.log.warning(m)
         })
       : undefined
-    let commandId: string | undefined
     let result: Awaited<ReturnType<typeof runRemoteScript>>
     try {
       result = await runRemoteScript({
@@ -79,17 +78,10 @@ export const bundleVolume: Step<RunContext> = {
         ledger: ctx.ledger,
         logGroup: ctx.settings.logGroup,
         onProgress: (m) => ctx.log.info(m),
-        onPoll: tail
-          ? async (id) => {
-              commandId = id
-              await tail(id)
-            }
-          : undefined,
+        onPoll: tail,
         pollDelayMs: ctx.pollDelayMs
       })
-      if (tail) await tail.flush(result.commandId)
     } catch (err) {
-      if (tail && commandId) await tail.flush(commandId)
       // The fix itself is added once, to the run's last line (report/failure.ts); the cause goes here.
       if (err instanceof RemoteCommandError) {
         const hint = hintFor(`${err.message}\n${err.output}`)

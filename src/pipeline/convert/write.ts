@@ -2,6 +2,7 @@
 // the run counts only when the script reports that the image digest matched.
 import { runRemoteScript } from '../../aws/remote-script.js'
 import { s3Url } from '../../aws/manifest.js'
+import { liveOutput } from '../../report/log-tail.js'
 import { type RunContext, required } from '../context.js'
 import { keyParameterName } from '../key-parameter.js'
 import type { Step } from '../runner.js'
@@ -36,7 +37,7 @@ export const writeImageStep: Step<RunContext> = {
       timeoutMinutes: ctx.settings.timeoutMinutes,
       signal: ctx.signal,
       ledger: ctx.ledger,
-      logGroup: ctx.settings.logGroup,
+      ...liveOutput(ctx, helper.instanceId),
       onProgress: ctx.log.info,
       pollDelayMs: ctx.pollDelayMs
     })
