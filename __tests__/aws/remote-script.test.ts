@@ -121,15 +121,12 @@ describe('runRemoteScript', () => {
   it('polls the live output once more after the command ends, so its last lines are shown', async () => {
     const { ssm, base } = setup()
     const seen: string[] = []
-    ssm
-      .on(GetCommandInvocationCommand)
-      .resolvesOnce({ Status: 'InProgress' })
-      .resolves({
-        Status: 'Failed',
-        StatusDetails: 'Failed',
-        ResponseCode: 1,
-        StandardOutputContent: '::fail x\n'
-      })
+    ssm.on(GetCommandInvocationCommand).resolvesOnce({ Status: 'InProgress' }).resolves({
+      Status: 'Failed',
+      StatusDetails: 'Failed',
+      ResponseCode: 1,
+      StandardOutputContent: '::fail x\n'
+    })
     const onPoll = async (id: string) => {
       seen.push(`${id} after ${ssm.commandCalls(GetCommandInvocationCommand).length} checks`)
     }
