@@ -4,6 +4,7 @@
 // bundle and convert steps: the first one that runs makes the parameter, later ones reuse it.
 import { PutParameterCommand } from '@aws-sdk/client-ssm'
 import { errorCode } from '../aws/poll.js'
+import type { KeyMaterial } from '../settings.js'
 import type { RunContext } from './context.js'
 import type { Step } from './runner.js'
 import { RUN_TAG, runIdOf } from './convert/state.js'
@@ -20,6 +21,71 @@ export function keyParameterName(ctx: RunContext): string {
 /** Unique per job, as the run id is (see runIdOf). */
 export const temporaryKeyParameterName = (runId: string): string => `/instance-to-ebs/${runId}/x509-key`
 
+/** One piece of key material and where it is kept: the private key, or the bundling certificate. */
+export interface KeyMaterialKind {
+  /** Where ctx.state keeps the parameter name. */
+  stateKey: string
+  /** For messages: "private key", "certificate". */
+  label: string
+  valueInput: string
+  parameterInput: string
+  material: (ctx: RunContext) => KeyMaterial | undefined
+  temporaryName: (runId: string) => string
+}
+
+export const PRIVATE_KEY: KeyMaterialKind = {
+  stateKey: STATE_KEY,
+  label: 'private key',
+  valueInput: 'x509-private-key',
+  parameterInput: 'x509-private-key-parameter',
+  material: (ctx) => ctx.settings.x509.privateKey,
+  temporaryName: temporaryKeyParameterName
+}
+
+/**
+ * Puts the material in ctx.state as a parameter name: the one the user named, one an earlier step
+ * made, or a temporary SecureString made now (recorded at once, removed when the run ends).
+ */
+export async function deliverKeyMaterial(ctx: RunContext, kind: KeyMaterialKind): Promise<void> {
+  const known = ctx.state[kind.stateKey]
+  if (typeof known === 'string') {
+    ctx.log.info(`${kind.label}: in SSM parameter ${known}`)
+    return
+  }
+  const material = kind.material(ctx)
+  if (!material)
+    throw new Error(`No ${kind.label}: set '${kind.valueInput}' (from a secret) or '${kind.parameterInput}'`)
+  if (material.kind === 'parameter') {
+    ctx.state[kind.stateKey] = material.name
+    ctx.log.info(`${kind.label}: in SSM parameter ${material.name} (given)`)
+    return
+  }
+  const name = kind.temporaryName(runIdOf(ctx))
+  try {
+    await ctx.clients.ssm.send(
+      new PutParameterCommand({
+        Name: name,
+        Value: material.pem,
+        Type: 'SecureString',
+        Overwrite: false,
+        Tier: material.pem.length > 4096 ? 'Advanced' : 'Standard',
+        Description: `instance-to-ebs: temporary copy of the bundle ${kind.label}, deleted at the end of the run`,
+        Tags: [{ Key: RUN_TAG, Value: runIdOf(ctx) }]
+      })
+    )
+  } catch (err) {
+    const code = errorCode(err) ?? 'error'
+    throw new Error(
+      code === 'ParameterAlreadyExists'
+        ? `SSM parameter ${name} already exists (left by an earlier attempt of this run?); delete it and run again`
+        : `Could not store the ${kind.label} (${kind.valueInput}) in the temporary SecureString parameter ${name} (${code}); allow ssm:PutParameter, ssm:AddTagsToResource and ssm:DeleteParameter on parameter/instance-to-ebs/* for the action's role, or give ${kind.parameterInput}`
+    )
+  }
+  ctx.ledger.record({ kind: 'parameter', id: name, removeOn: 'always' })
+  ctx.state[kind.stateKey] = name
+  ctx.log.info(`${kind.label}: stored in temporary SecureString ${name}`)
+}
+
 export interface KeyParameterStepOptions {
   name?: string
   enabled?: (ctx: RunContext) => boolean
@@ -29,46 +95,6 @@ export function keyParameterStep(options: KeyParameterStepOptions = {}): Step<Ru
   return {
     name: options.name ?? 'key parameter',
     enabled: options.enabled,
-    run: async (ctx) => {
-      if (typeof ctx.state[STATE_KEY] === 'string') {
-        ctx.log.info(`private key: in SSM parameter ${ctx.state[STATE_KEY]}`)
-        return
-      }
-      const key = ctx.settings.x509.privateKey
-      if (!key)
-        throw new Error(
-          "No private key: set 'x509-private-key' (from a secret) or 'x509-private-key-parameter'"
-        )
-      if (key.kind === 'parameter') {
-        ctx.state[STATE_KEY] = key.name
-        ctx.log.info(`private key: in SSM parameter ${key.name} (given)`)
-        return
-      }
-      const name = temporaryKeyParameterName(runIdOf(ctx))
-      try {
-        await ctx.clients.ssm.send(
-          new PutParameterCommand({
-            Name: name,
-            Value: key.pem,
-            Type: 'SecureString',
-            Overwrite: false,
-            Tier: key.pem.length > 4096 ? 'Advanced' : 'Standard',
-            Description:
-              'instance-to-ebs: temporary copy of the bundle private key, deleted at the end of the run',
-            Tags: [{ Key: RUN_TAG, Value: runIdOf(ctx) }]
-          })
-        )
-      } catch (err) {
-        const code = errorCode(err) ?? 'error'
-        throw new Error(
-          code === 'ParameterAlreadyExists'
-            ? `SSM parameter ${name} already exists (left by an earlier attempt of this run?); delete it and run again`
-            : `Could not store the private key in SSM parameter ${name} (${code}); allow ssm:PutParameter, ssm:AddTagsToResource and ssm:DeleteParameter on parameter/instance-to-ebs/* for the action's role`
-        )
-      }
-      ctx.ledger.record({ kind: 'parameter', id: name, removeOn: 'always' })
-      ctx.state[STATE_KEY] = name
-      ctx.log.info(`private key: stored in temporary SecureString ${name}`)
-    }
+    run: (ctx) => deliverKeyMaterial(ctx, PRIVATE_KEY)
   }
 }

@@ -86,7 +86,9 @@ describe('cleanup after a failed bundle run', () => {
       .rejects(awsError('AccessDeniedException', 'not authorized to perform ssm:PutParameter'))
     const { result, message } = await run(account)
     expect(result.failedStep).toBe('bundle key material')
-    expect(message).toMatch(/^Could not store x509-certificate in the temporary SecureString parameter/)
+    expect(message).toMatch(
+      /^Could not store the certificate \(x509-certificate\) in the temporary SecureString parameter/
+    )
     expect(message).toMatch(/allow ssm:PutParameter/)
     expect(account.ssm).not.toHaveReceivedCommand(DeleteParameterCommand)
     expect(account.ssm).not.toHaveReceivedCommand(SendCommandCommand)
@@ -104,7 +106,7 @@ describe('cleanup after a failed bundle run', () => {
       .rejectsOnce(awsError('ParameterLimitExceeded'))
     const { result, message } = await run(account)
     expect(result.failedStep).toBe('bundle key material')
-    expect(message).toMatch(/Could not store the private key .*ParameterLimitExceeded/)
+    expect(message).toMatch(/Could not store the private key \(x509-private-key\) .*ParameterLimitExceeded/)
     const [cert] = parameterNames(account)
     expect(deletedParameters(account)).toEqual([cert])
     expect(account.parameters.size).toBe(0)
