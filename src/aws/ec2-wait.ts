@@ -1,7 +1,7 @@
 // Volume and instance waits. Attachment means Attachments[].State == attached (the volume's own
 // state says in-use before the device exists), detachment means no attachment is left.
 import { DescribeVolumesCommand, type EC2Client, type Volume } from '@aws-sdk/client-ec2'
-import { poll } from './poll.js'
+import { type PollResult, poll } from './poll.js'
 
 /** EC2 codes that mean "just created, not visible yet". */
 export const EC2_NOT_YET_VISIBLE = [
@@ -26,26 +26,37 @@ async function describeVolume(ec2: EC2Client, volumeId: string): Promise<Volume>
   return volume
 }
 
+/** Polls one volume until decide() says done; options shared by every volume wait. */
+function pollVolume(
+  ec2: EC2Client,
+  volumeId: string,
+  what: string,
+  o: WaitOptions,
+  maxDelayMs: number,
+  decide: (volume: Volume) => PollResult<Volume>
+): Promise<Volume> {
+  return poll({
+    what: `volume ${volumeId} ${what}`,
+    timeoutSeconds: o.timeoutSeconds ?? 300,
+    signal: o.signal,
+    minDelayMs: o.minDelayMs ?? 2000,
+    maxDelayMs,
+    tolerate: EC2_NOT_YET_VISIBLE,
+    onProgress: o.onProgress,
+    check: async () => decide(await describeVolume(ec2, volumeId))
+  })
+}
+
 export function waitForVolumeAvailable(
   ec2: EC2Client,
   volumeId: string,
   o: WaitOptions = {}
 ): Promise<Volume> {
-  return poll({
-    what: `volume ${volumeId} to become available`,
-    timeoutSeconds: o.timeoutSeconds ?? 300,
-    signal: o.signal,
-    minDelayMs: o.minDelayMs ?? 2000,
-    maxDelayMs: 15000,
-    tolerate: EC2_NOT_YET_VISIBLE,
-    onProgress: o.onProgress,
-    check: async () => {
-      const v = await describeVolume(ec2, volumeId)
-      if (v.State === 'available') return { done: true, value: v }
-      if (v.State === 'error' || v.State === 'deleted' || v.State === 'deleting')
-        throw new Error(`volume ${volumeId} went to state '${v.State}' instead of 'available'`)
-      return { done: false, progress: `state ${v.State}` }
-    }
+  return pollVolume(ec2, volumeId, 'to become available', o, 15000, (v) => {
+    if (v.State === 'available') return { done: true, value: v }
+    if (v.State === 'error' || v.State === 'deleted' || v.State === 'deleting')
+      throw new Error(`volume ${volumeId} went to state '${v.State}' instead of 'available'`)
+    return { done: false, progress: `state ${v.State}` }
   })
 }
 
@@ -55,37 +66,17 @@ export function waitForAttachment(
   instanceId: string,
   o: WaitOptions = {}
 ): Promise<Volume> {
-  return poll({
-    what: `volume ${volumeId} to attach to ${instanceId}`,
-    timeoutSeconds: o.timeoutSeconds ?? 300,
-    signal: o.signal,
-    minDelayMs: o.minDelayMs ?? 2000,
-    maxDelayMs: 10000,
-    tolerate: EC2_NOT_YET_VISIBLE,
-    onProgress: o.onProgress,
-    check: async () => {
-      const v = await describeVolume(ec2, volumeId)
-      const a = v.Attachments?.find((x) => x.InstanceId === instanceId)
-      if (a?.State === 'attached') return { done: true, value: v }
-      return { done: false, progress: `attachment ${a?.State ?? 'not yet listed'}` }
-    }
+  return pollVolume(ec2, volumeId, `to attach to ${instanceId}`, o, 10000, (v) => {
+    const a = v.Attachments?.find((x) => x.InstanceId === instanceId)
+    if (a?.State === 'attached') return { done: true, value: v }
+    return { done: false, progress: `attachment ${a?.State ?? 'not yet listed'}` }
   })
 }
 
 export function waitForDetachment(ec2: EC2Client, volumeId: string, o: WaitOptions = {}): Promise<Volume> {
-  return poll({
-    what: `volume ${volumeId} to detach`,
-    timeoutSeconds: o.timeoutSeconds ?? 300,
-    signal: o.signal,
-    minDelayMs: o.minDelayMs ?? 2000,
-    maxDelayMs: 10000,
-    tolerate: EC2_NOT_YET_VISIBLE,
-    onProgress: o.onProgress,
-    check: async () => {
-      const v = await describeVolume(ec2, volumeId)
-      const left = v.Attachments ?? []
-      if (left.length === 0) return { done: true, value: v }
-      return { done: false, progress: `attachment ${left.map((a) => a.State).join(', ')}` }
-    }
+  return pollVolume(ec2, volumeId, 'to detach', o, 10000, (v) => {
+    const left = v.Attachments ?? []
+    if (left.length === 0) return { done: true, value: v }
+    return { done: false, progress: `attachment ${left.map((a) => a.State).join(', ')}` }
   })
 }
