@@ -3,7 +3,7 @@
 # disk image of IMAGE_MIB MiB (default 1024) with about a fifth of it random data in a few
 # chunks (or a copy of IMAGE_FILE, kept sparse, when given; tests bundle their own disks), and a
 # bundle of that image in the format ec2-bundle-image writes (see
-# ../shared/fixtures/bundles/README.md): GNU tar with old-style sparse members | SHA-1 of the
+# fixtures/bundles/README.md): GNU tar with old-style sparse members | SHA-1 of the
 # tar stream | gzip -9 | AES-128-CBC, split into 10 MiB parts, and a version 2007-10-10
 # manifest signed with the key. Writes into DIR: bundle/ (image.manifest.xml, image.part.N,
 # key.pem, cert.pem) and facts.env (image size, non-zero bytes, SHA-256 of the image).

@@ -1,5 +1,5 @@
 // npm run demo: the whole action, as the GitHub Actions runner runs it, against a local AWS
-// emulator. Converts the real instance-store bundle fixture (../shared/fixtures/bundles/hvm-mbr)
+// emulator. Converts the real instance-store bundle fixture (fixtures/bundles/hvm-mbr)
 // into an EBS-backed AMI and prints, as its last line, ami-id=<the new AMI id>.
 //
 // What runs where:

@@ -28,8 +28,7 @@ import { parse as parseYaml } from 'yaml'
 export const REPO = fileURLToPath(new URL('..', import.meta.url))
 export const DIST_INDEX = join(REPO, 'dist', 'index.js')
 /** The real bundle made by ec2-bundle-image (manifest, two parts, test key and certificate). */
-export const FIXTURE_DIR =
-  process.env.I2E_FIXTURE_DIR ?? join(REPO, '..', 'shared', 'fixtures', 'bundles', 'hvm-mbr')
+export const FIXTURE_DIR = process.env.I2E_FIXTURE_DIR ?? join(REPO, 'fixtures', 'bundles', 'hvm-mbr')
 export const REGION = 'us-east-1'
 export const ZONE = `${REGION}a`
 /** moto's account: AMIs seeded with this owner are found with Owners: ['self']. */

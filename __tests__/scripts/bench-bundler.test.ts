@@ -41,6 +41,8 @@ describe('bench/make-bundle.sh', () => {
     const ours = readFileSync(join(bundle, 'image.manifest.xml'), 'utf8')
     expect(ours.endsWith('</manifest>')).toBe(true)
     expect(ours).not.toMatch(/\n/)
+    // The reference: the real bundles made by ec2-bundle-image, kept in fixtures/bundles.
+    expect(bundleNames()).toEqual(expect.arrayContaining(['hvm-mbr', 'small-pv']))
     for (const name of bundleNames()) {
       const theirs = readFileSync(join(bundlesDir, name, 'image.manifest.xml'), 'utf8')
       expect(skeleton(ours)).toBe(skeleton(theirs))

@@ -20,6 +20,8 @@ import { fileURLToPath } from 'node:url'
 
 export const scriptsDir = fileURLToPath(new URL('../../src/scripts/', import.meta.url))
 export const fixturesDir = fileURLToPath(new URL('../__fixtures__/bundle/', import.meta.url))
+/** The real hvm-mbr bundle made by ec2-bundle-image: the stand-in ec2-bundle-vol writes its manifest. */
+export const realBundleDir = fileURLToPath(new URL('../../fixtures/bundles/hvm-mbr/', import.meta.url))
 
 /** Field separator between recorded arguments (arguments never contain it). */
 const SEP = '\u001f'

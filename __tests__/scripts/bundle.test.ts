@@ -15,6 +15,7 @@ import {
   type Machine,
   makeMachine,
   type RunResult,
+  realBundleDir,
   results,
   runScript,
   scriptsDir,
@@ -77,7 +78,7 @@ if [[ $rc != 0 ]]; then
   exit "$rc"
 fi
 for i in $(seq 1 40); do echo "Created $p.part.$i"; done
-cp "$FIXTURES/image.manifest.xml" "$d/$p.manifest.xml"
+cp "$REAL_BUNDLE/image.manifest.xml" "$d/$p.manifest.xml"
 : > "$d/$p"; : > "$d/$p.part.0"; : > "$d/$p.part.1"
 echo "Bundle manifest is $d/$p.manifest.xml"
 echo "ec2-bundle-vol complete."`,
@@ -213,7 +214,7 @@ function run(s: Setup, args: string[]): RunResult {
     I2E_ROOT: s.machine.root,
     PATH: isolatedPath(s.machine),
     FAKE: s.fake,
-    FIXTURES: fixturesDir
+    REAL_BUNDLE: realBundleDir
   })
 }
 

@@ -1,4 +1,5 @@
-// Helpers for the convert.sh tests: the real bundles in ../shared/fixtures/bundles, their
+// Helpers for the convert.sh tests: the real bundles in fixtures/bundles (made by Amazon's
+// ec2-bundle-image; see its README), their
 // expected.txt facts, a runner for the real script, and tools to corrupt copies of a bundle.
 import { spawnSync } from 'node:child_process'
 import { createHash, sign } from 'node:crypto'
@@ -18,7 +19,7 @@ import { fileURLToPath } from 'node:url'
 
 export const script = fileURLToPath(new URL('../../src/scripts/convert.sh', import.meta.url))
 export const scriptsDir = fileURLToPath(new URL('../../src/scripts/', import.meta.url))
-export const bundlesDir = fileURLToPath(new URL('../../../shared/fixtures/bundles/', import.meta.url))
+export const bundlesDir = fileURLToPath(new URL('../../fixtures/bundles/', import.meta.url))
 
 export type Expected = Record<string, string>
 
