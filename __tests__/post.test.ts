@@ -8,7 +8,12 @@ import {
   EC2Client,
   TerminateInstancesCommand
 } from '@aws-sdk/client-ec2'
-import { CancelCommandCommand, DeleteParameterCommand, SSMClient } from '@aws-sdk/client-ssm'
+import {
+  CancelCommandCommand,
+  DeleteParameterCommand,
+  GetCommandInvocationCommand,
+  SSMClient
+} from '@aws-sdk/client-ssm'
 import { mockClient } from 'aws-sdk-client-mock'
 import { Ledger } from '../src/pipeline/ledger.js'
 import { post } from '../src/post.js'
@@ -28,6 +33,7 @@ describe('post', () => {
     ec2.on(DeregisterImageCommand).callsFake(async () => void calls.push('deregister ami-1'))
     ssm.on(DeleteParameterCommand).callsFake(async () => void calls.push('delete parameter'))
     ssm.on(CancelCommandCommand).callsFake(async () => void calls.push('cancel command'))
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Cancelled', StatusDetails: 'Cancelled' })
 
     // The main process records as it goes (through core.saveState into GITHUB_STATE), then dies.
     await withEnv({ ...files.env }, async () => {
@@ -64,6 +70,65 @@ describe('post', () => {
     ec2.restore()
     ssm.restore()
   })
+
+  it('removes the volume and the key parameter only once the cancelled command has ended', async () => {
+    const ec2 = mockClient(EC2Client)
+    const ssm = mockClient(SSMClient)
+    const calls: string[] = []
+    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Attachments: [] }] })
+    ec2.on(DetachVolumeCommand).callsFake(async () => void calls.push('detach vol-1'))
+    ec2.on(DeleteVolumeCommand).callsFake(async () => void calls.push('delete vol-1'))
+    ssm.on(DeleteParameterCommand).callsFake(async () => void calls.push('delete parameter'))
+    ssm.on(CancelCommandCommand).callsFake(async () => void calls.push('cancel command'))
+    // Not visible yet right after SendCommand, then still running after the first cancel.
+    const answers = [
+      Object.assign(new Error('InvocationDoesNotExist'), { name: 'InvocationDoesNotExist' }),
+      { Status: 'InProgress', StatusDetails: 'Cancelling' },
+      { Status: 'Cancelled', StatusDetails: 'Cancelled' }
+    ]
+    ssm.on(GetCommandInvocationCommand).callsFake(async () => {
+      const answer = answers.shift()
+      calls.push(`status ${answer instanceof Error ? answer.name : answer?.StatusDetails}`)
+      if (answer instanceof Error) throw answer
+      return answer
+    })
+    const ledger = JSON.stringify([
+      { kind: 'parameter', id: '/instance-to-ebs/key', region: 'us-east-1', removeOn: 'always', step: 'key' },
+      { kind: 'volume', id: 'vol-1', region: 'us-east-1', removeOn: 'always', step: 'volume' },
+      {
+        kind: 'attachment',
+        id: 'vol-1',
+        region: 'us-east-1',
+        removeOn: 'always',
+        step: 'attach',
+        detail: { instanceId: 'i-1' }
+      },
+      {
+        kind: 'command',
+        id: 'cmd-1',
+        region: 'us-east-1',
+        removeOn: 'always',
+        step: 'write',
+        detail: { instanceId: 'i-1' }
+      }
+    ])
+    const files = runnerFiles()
+    const report = await withEnv({ STATE_ledger: ledger, GITHUB_STATE: files.env.GITHUB_STATE }, () => post())
+    expect(report.problems).toEqual([])
+    expect(calls).toEqual([
+      'cancel command',
+      'status InvocationDoesNotExist',
+      'cancel command',
+      'status Cancelling',
+      'cancel command',
+      'status Cancelled',
+      'detach vol-1',
+      'delete vol-1',
+      'delete parameter'
+    ])
+    ec2.restore()
+    ssm.restore()
+  }, 30_000)
 
   it('does nothing, and calls nothing, when main left nothing behind', async () => {
     const ec2 = mockClient(EC2Client)

@@ -242,6 +242,12 @@ async function run(command, inv) {
   writeFileSync(script, `${(command.Parameters.commands ?? []).join('\n')}\n`)
   mkdirSync(join(work, 'cwd'))
   const volumes = await attachedVolumes(inv.instanceId)
+  // A CancelCommand that came while the volumes were looked up has ended it: the agent never runs
+  // a cancelled command, and its Cancelled status must not become InProgress again.
+  if (inv.status !== 'Pending') {
+    rmSync(work, { recursive: true, force: true })
+    return
+  }
   const childEnv = {
     PATH: `${binDir}:${env.PATH}`,
     HOME: env.HOME ?? '/root',

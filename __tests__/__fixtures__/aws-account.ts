@@ -25,7 +25,10 @@ export const SUBNET = 'subnet-0123456789abcdef0'
 export const BUCKET = 'my-bundles'
 export const MANIFEST_KEY = 'legacy/image.manifest.xml'
 export const AL2023_AMI = 'ami-0a1b2c3d4e5f60718'
-export const MANIFEST_XML = readFileSync(new URL('./bundle/image.manifest.xml', import.meta.url), 'utf8')
+export const MANIFEST_XML = readFileSync(
+  new URL('../../fixtures/bundles/hvm-mbr/image.manifest.xml', import.meta.url),
+  'utf8'
+)
 
 export const serviceError = (name: string, message = name, status = 400): Error =>
   Object.assign(new Error(message), { name, $fault: 'client', $metadata: { httpStatusCode: status } })
@@ -47,7 +50,7 @@ export class FakeAccount {
   snapshots = new Map<string, Pending<ec2.Snapshot>>()
   parameters = new Map<string, { Type: string; Value: string }>()
   objects = new Map<string, string>()
-  commands = new Map<string, { instanceId: string; polls: number; text: string }>()
+  commands = new Map<string, { instanceId: string; polls: number; text: string; cancelled?: boolean }>()
   /** Operations whose DryRun answers UnauthorizedOperation. */
   denied = new Set<string>()
   /** What the remote script prints and how it ends. */
@@ -459,11 +462,15 @@ export class FakeAccount {
     const c = this.commands.get(i.CommandId)
     if (!c) throw serviceError('InvocationDoesNotExist', 'InvocationDoesNotExist')
     c.polls += 1
+    if (c.cancelled) return { Status: 'Cancelled', StatusDetails: 'Cancelled', ResponseCode: -1 }
     if (c.polls === 1) return { Status: 'InProgress', StatusDetails: 'InProgress', ResponseCode: -1 }
     return { ...this.commandOutcome }
   }
 
-  opCancelCommand(): Out {
+  opCancelCommand(i: In): Out {
+    const c = this.commands.get(i.CommandId)
+    if (!c) throw serviceError('InvalidCommandId', 'Invalid command id.')
+    c.cancelled = true
     return {}
   }
 

@@ -165,7 +165,8 @@ describe('runRemoteScript', () => {
       CommandId: 'cmd-1',
       InstanceIds: ['i-0123456789abcdef0']
     })
-    expect(ledger.entries()).toEqual([])
+    // Still recorded: the cleanup waits until the command has ended before removing its volume.
+    expect(ledger.entries().map((r) => `${r.kind} ${r.id}`)).toEqual(['command cmd-1'])
     ssm.restore()
   })
 })

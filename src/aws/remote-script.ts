@@ -220,11 +220,14 @@ async function finalPoll(o: RemoteScriptOptions, commandId: string): Promise<voi
   }
 }
 
+/**
+ * Cancels at once; the command stays in the ledger, so the cleanup waits until it has really ended
+ * before it removes what the command works on (a cancel is not guaranteed to stop it).
+ */
 async function cancel(o: RemoteScriptOptions, commandId: string): Promise<void> {
   try {
     await o.ssm.send(new CancelCommandCommand({ CommandId: commandId, InstanceIds: [o.instanceId] }))
-    o.ledger?.forget('command', commandId)
   } catch {
-    // Left in the ledger: the cleanup and the post entry try again.
+    // The cleanup and the post entry cancel again.
   }
 }

@@ -13,6 +13,7 @@ import { CancelCommandCommand, DeleteParameterCommand } from '@aws-sdk/client-ss
 import type { Clients } from '../aws/clients.js'
 import { waitForDetachment } from '../aws/ec2-wait.js'
 import { errorCode } from '../aws/poll.js'
+import { stopCommand } from '../aws/stop-command.js'
 import type { Resource } from './ledger.js'
 
 /** Codes that mean the resource is already gone: removing it again is success. */
@@ -41,6 +42,8 @@ async function tolerateGone(action: () => Promise<unknown>): Promise<void> {
 export interface RemoveOptions {
   /** Seconds to wait for a detachment before deleting a volume. */
   detachTimeoutSeconds?: number
+  /** Seconds to wait for a cancelled command to end before the next resource goes. */
+  commandStopTimeoutSeconds?: number
   pollDelayMs?: number
 }
 
@@ -58,6 +61,14 @@ export function resourceRemover(clients: Clients, options: RemoveOptions = {}) {
   return async (r: Resource): Promise<void> => {
     switch (r.kind) {
       case 'command':
+        // The volume and key parameter after it in the ledger go only once the command has ended.
+        if (r.detail?.instanceId) {
+          await stopCommand(clients.ssm, r.id, r.detail.instanceId, {
+            timeoutSeconds: options.commandStopTimeoutSeconds,
+            minDelayMs: options.pollDelayMs
+          })
+          return
+        }
         await tolerateGone(() =>
           clients.ssm.send(
             new CancelCommandCommand({

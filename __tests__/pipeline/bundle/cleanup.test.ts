@@ -239,11 +239,17 @@ describe('cleanup after a failed bundle run', () => {
   it('cancelled while bundling: the command is cancelled, the partial upload and parameters removed', async () => {
     const account = bundleAccount()
     const abort = new AbortController()
+    let cancelled = false
     account.ssm.on(GetCommandInvocationCommand).callsFake(() => {
       abort.abort()
-      return { Status: 'InProgress', StatusDetails: 'InProgress' }
+      return cancelled
+        ? { Status: 'Cancelled', StatusDetails: 'Cancelled' }
+        : { Status: 'InProgress', StatusDetails: 'InProgress' }
     })
-    account.ssm.on(CancelCommandCommand).resolves({})
+    account.ssm.on(CancelCommandCommand).callsFake(() => {
+      cancelled = true
+      return {}
+    })
     const { result } = await run(account, {}, abort)
     expect(result.cancelled).toBe(true)
     expect(account.ssm).toHaveReceivedCommandWith(CancelCommandCommand, { CommandId: 'cmd-1' })
