@@ -1,13 +1,24 @@
 // The release workflow and the changelog: the tag policy in the README is what the workflow does.
-import { describe, expect, it } from '@jest/globals'
+import { afterEach, describe, expect, it } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse } from 'yaml'
 
 const root = new URL('../', import.meta.url)
 const text = (path: string) => readFileSync(new URL(path, root), 'utf8')
+
+// Scratch folders for the workflow's shell steps, removed after each test (passed or failed).
+const scratch: string[] = []
+const scratchDir = () => {
+  const made = mkdtempSync(join(tmpdir(), 'i2e-release-'))
+  scratch.push(made)
+  return made
+}
+afterEach(() => {
+  for (const made of scratch.splice(0)) rmSync(made, { recursive: true, force: true })
+})
 
 interface Step {
   name?: string
@@ -55,7 +66,7 @@ describe('release.yml', () => {
     })
 
   it('derives the major tag and pre-release flag from the tag, and checks package.json', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'i2e-release-'))
+    const dir = scratchDir()
     const run = step('The tag is a version and matches package.json').run as string
     const outputs = (tag: string, version: string) => {
       writeFileSync(join(dir, 'package.json'), JSON.stringify({ version }))
@@ -70,7 +81,7 @@ describe('release.yml', () => {
   })
 
   it('takes the release notes from the version section of the changelog', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'i2e-release-'))
+    const dir = scratchDir()
     writeFileSync(
       join(dir, 'CHANGELOG.md'),
       '# Changelog\n\n## [Unreleased]\n\n- next\n\n## [1.2.0] - 2026-01-02\n\n### Added\n\n- this\n\n## [1.1.0] - 2026-01-01\n\n- older\n'

@@ -1,7 +1,7 @@
 // Runs the committed dist/index.js as the Actions runner would (INPUT_* variables, runner files)
 // with a bad input, and checks for the clear error and a non-zero exit: proof that the bundle loads.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -22,6 +22,7 @@ const run = spawnSync(process.execPath, ['dist/index.js'], {
     'INPUT_X509-PRIVATE-KEY-PARAMETER': '/ci/key'
   }
 })
+rmSync(dir, { recursive: true, force: true })
 const expected =
   "::error::Invalid input: 'source-ami-id': 'ami-12' is not valid; expected an AMI id such as ami-0123456789abcdef0"
 const ok = run.status !== 0 && run.stdout.includes(expected)

@@ -1,8 +1,15 @@
 // The files the Actions runner hands a JavaScript action (GITHUB_STATE, GITHUB_OUTPUT, …) and
 // how the runner turns saved state into STATE_* variables for the post step.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { afterAll } from '@jest/globals'
+
+// The folders made for one test file, removed after its last test (passed or failed).
+const made: string[] = []
+afterAll(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true })
+})
 
 /** Parses the `name<<DELIMITER\nvalue\nDELIMITER` records of a GITHUB_STATE / GITHUB_OUTPUT file; last one wins. */
 export function parseCommandFile(text: string): Record<string, string> {
@@ -27,6 +34,7 @@ export interface RunnerFiles {
 
 export function runnerFiles(): RunnerFiles {
   const dir = mkdtempSync(join(tmpdir(), 'i2e-runner-'))
+  made.push(dir)
   const env = {
     GITHUB_STATE: join(dir, 'state'),
     GITHUB_OUTPUT: join(dir, 'output'),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -48,7 +48,11 @@ describe('buildCommand', () => {
     // Run the command text with a stand-in for the script body, to prove the quoting survives a shell.
     const probe = text.replace(/bash "\$d\/bundle\.sh"/, 'printf "%s|" ')
     writeFileSync(join(dir, 'cmd.sh'), probe)
-    expect(execFileSync('sh', [join(dir, 'cmd.sh')], { encoding: 'utf8' })).toBe("--x|it's $HOME|")
+    try {
+      expect(execFileSync('sh', [join(dir, 'cmd.sh')], { encoding: 'utf8' })).toBe("--x|it's $HOME|")
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
     expect(text).toContain('cat > "$d/common.sh" <<\'I2E_EOF_common_sh\'')
     expect(text).toContain('::result %s=%s')
   })
