@@ -20,6 +20,9 @@ const REPO = fileURLToPath(new URL('..', import.meta.url))
 // A closed pipe (npm run demo | head) must not kill the demo before it stops what it started.
 for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
 const say = (line = '') => process.stdout.write(`${line}\n`)
+// When the demo started (kept across the re-run under Node 24), to say how long it took.
+const startedAt = Number(process.env.I2E_DEMO_STARTED_MS) || Date.now()
+const seconds = (since) => `${Math.round((Date.now() - since) / 1000)} s`
 const fail = (message) => {
   process.stderr.write(`demo: ${message}\n`)
   process.exitCode = 1
@@ -53,11 +56,13 @@ if (!process.env.I2E_DEMO_PREPARED) {
       ? 'Preparing (scripts/setup.sh): a first run installs npm packages and the moto emulator into a cache (about 1-3 minutes)...'
       : 'Checking prerequisites (scripts/setup.sh)...'
   )
+  const setupStarted = Date.now()
   const setup = spawnSync('bash', [join(REPO, 'scripts', 'setup.sh')], { stdio: 'inherit' })
   if (setup.status !== 0) {
     fail(`scripts/setup.sh failed (exit ${setup.status ?? setup.signal}); see above`)
     process.exit()
   }
+  say(`Prepared in ${seconds(setupStarted)}.`)
   // The action runs on the Node that action.yml declares (node24): the `node` devDependency's.
   if (Number(process.versions.node.split('.')[0]) < 24) {
     process.on('SIGINT', () => {}) // the terminal's Ctrl-C reaches the child, which cleans up
@@ -67,7 +72,7 @@ if (!process.env.I2E_DEMO_PREPARED) {
       [fileURLToPath(import.meta.url)],
       {
         stdio: 'inherit',
-        env: { ...process.env, I2E_DEMO_PREPARED: '1' }
+        env: { ...process.env, I2E_DEMO_PREPARED: '1', I2E_DEMO_STARTED_MS: String(startedAt) }
       }
     )
     process.exit(again.status ?? 1)
@@ -224,5 +229,6 @@ if (summary) {
 }
 if (process.exitCode === undefined || process.exitCode === 0) {
   say()
+  say(`The demo took ${seconds(startedAt)} in all.`)
   say(`ami-id=${amiId}`)
 }
