@@ -321,7 +321,9 @@ describe('npm run unbundle', () => {
     const npm = (key: string) =>
       spawnSync('npm', ['run', '--silent', 'unbundle', '--', ...args, '--key', key], {
         cwd,
-        encoding: 'utf8'
+        encoding: 'utf8',
+        // npm keeps a compile cache in the temporary folder, which a test must leave empty.
+        env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '1' }
       })
     const good = npm(join(dir, 'test-key.pem'))
     expect(good.status).toBe(0)
