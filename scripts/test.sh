@@ -7,6 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 outer=${TMPDIR:-/tmp}
 private=$(mktemp -d "$outer/i2e-test-tmp.XXXXXX")
 trap 'rm -rf --one-file-system "$private"' EXIT
+trap 'exit 130' INT # the EXIT trap runs on a signal too
+trap 'exit 143' TERM
 status=0
 # jest's cache stays outside: it is meant to outlive the run.
 TMPDIR=$private node --experimental-vm-modules node_modules/jest/bin/jest.js \
