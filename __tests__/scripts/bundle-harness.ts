@@ -18,6 +18,16 @@ import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+/**
+ * The bash that runs the scripts under test: today's `bash` on PATH, or an old one (bash 4.2 or
+ * 4.3, as on Ubuntu 12.04 and 14.04) set by the old-shell suites in __tests__/scripts/old-shells/.
+ */
+let shell = 'bash'
+export function useShell(path: string): void {
+  shell = path
+}
+export const testShell = (): string => shell
+
 export const scriptsDir = fileURLToPath(new URL('../../src/scripts/', import.meta.url))
 export const fixturesDir = fileURLToPath(new URL('../__fixtures__/bundle/', import.meta.url))
 
@@ -112,7 +122,8 @@ export function isolatedPath(machine: Machine): string {
   const sys = join(machine.dir, 'sysbin')
   mkdirSync(sys, { recursive: true })
   for (const tool of basics) {
-    const found = which(tool)
+    // the scripts' own "bash" is the shell under test
+    const found = tool === 'bash' && shell !== 'bash' ? shell : which(tool)
     if (found) {
       try {
         symlinkSync(found, join(sys, tool))
@@ -144,7 +155,7 @@ export interface RunResult {
 }
 
 export function runScript(script: string, args: string[], env: Record<string, string>): RunResult {
-  const result = spawnSync('bash', [join(scriptsDir, script), ...args], {
+  const result = spawnSync(shell, [join(scriptsDir, script), ...args], {
     env: { HOME: '/nonexistent', LANG: 'C', ...env },
     encoding: 'utf8',
     timeout: 30_000

@@ -226,26 +226,26 @@ ensure_prerequisites() {
   local -a pieces=(ruby ruby-openssl openssl curl rsync aws "$@") missing=() packages=()
   local piece package descriptions=
   [[ $VIRTUALIZATION == hvm ]] && pieces+=(sgdisk kpartx parted grub-legacy)
-  for piece in "${pieces[@]}"; do has_piece "$piece" || missing+=("$piece"); done
+  for piece in ${pieces[@]+"${pieces[@]}"}; do has_piece "$piece" || missing+=("$piece"); done
   ((${#missing[@]} == 0)) && return 0
   detect_package_manager
-  for piece in "${missing[@]}"; do
+  for piece in ${missing[@]+"${missing[@]}"}; do
     package=$(package_for "$piece")
-    [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
+    [[ " ${packages[*]+${packages[*]}} " == *" $package "* ]] || packages+=("$package")
   done
   if [[ $INSTALL == true && -n $PACKAGE_MANAGER ]]; then
-    install_packages "${packages[@]}"
+    install_packages ${packages[@]+"${packages[@]}"}
     local -a still=()
-    for piece in "${missing[@]}"; do has_piece "$piece" || still+=("$piece"); done
-    missing=("${still[@]}")
+    for piece in ${missing[@]+"${missing[@]}"}; do has_piece "$piece" || still+=("$piece"); done
+    missing=(${still[@]+"${still[@]}"})
     ((${#missing[@]} == 0)) && return 0
   fi
-  for piece in "${missing[@]}"; do descriptions+="${descriptions:+, }$(describe_piece "$piece")"; done
+  for piece in ${missing[@]+"${missing[@]}"}; do descriptions+="${descriptions:+, }$(describe_piece "$piece")"; done
   local how
-  how="install with: $(install_command "${packages[@]}")"
-  [[ $INSTALL == true ]] && how="installing ${packages[*]} with ${PACKAGE_MANAGER:-no package manager} did not provide them; $how"
+  how="install with: $(install_command ${packages[@]+"${packages[@]}"})"
+  [[ $INSTALL == true ]] && how="installing ${packages[*]+${packages[*]}} with ${PACKAGE_MANAGER:-no package manager} did not provide them; $how"
   [[ $INSTALL == false ]] && how+=" (or set install-prerequisites: true)"
-  [[ " ${missing[*]} " == *" aws "* ]] && how+="; the AWS CLI v2 also installs from https://awscli.amazonaws.com/awscli-exe-linux-$(uname -m).zip (unzip, then ./aws/install)"
+  [[ " ${missing[*]+${missing[*]}} " == *" aws "* ]] && how+="; the AWS CLI v2 also installs from https://awscli.amazonaws.com/awscli-exe-linux-$(uname -m).zip (unzip, then ./aws/install)"
   fail "missing on this instance: $descriptions; $how" "$EXIT_PREREQUISITE"
 }
 
@@ -274,7 +274,7 @@ find_ami_tools() {
   local -a homes=()
   [[ -d $I2E_ROOT/opt/aws/amitools/ec2/bin ]] && homes+=("$I2E_ROOT/opt/aws/amitools/ec2")
   mapfile -t -O "${#homes[@]}" homes < <(compgen -G "$I2E_ROOT/opt/ec2-ami-tools-*" | sort -V -r)
-  for home in "${homes[@]}"; do
+  for home in ${homes[@]+"${homes[@]}"}; do
     [[ -x $home/bin/ec2-bundle-vol ]] || continue
     version=$("$home/bin/ec2-bundle-vol" --version 2>/dev/null </dev/null | awk 'NR == 1 { print $1 }')
     if version_at_least_1_5 "$version"; then
@@ -412,7 +412,7 @@ stop_services() {
       progress "$service is not running; leaving it alone"
     fi
   done
-  result services_stopped "$(IFS=,; echo "${STOPPED[*]}")"
+  result services_stopped "$(IFS=,; echo "${STOPPED[*]+${STOPPED[*]}}")"
 }
 
 # In reverse order; a service that does not come back is a warning, never the failure.
@@ -429,10 +429,10 @@ restart_services() {
     fi
   done
   STOPPED=()
-  result services_restarted "$(IFS=,; echo "${restarted[*]}")"
+  result services_restarted "$(IFS=,; echo "${restarted[*]+${restarted[*]}}")"
   if ((${#failed[@]} > 0)); then
-    progress "warning: could not start again: ${failed[*]}"
-    result services_not_restarted "$(IFS=,; echo "${failed[*]}")"
+    progress "warning: could not start again: ${failed[*]+${failed[*]}}"
+    result services_not_restarted "$(IFS=,; echo "${failed[*]+${failed[*]}}")"
   fi
 }
 
@@ -553,7 +553,7 @@ main() {
   local rc=0
   run_tool ec2-bundle-vol ec2-bundle-vol -k "$WORK/pk.pem" -c "$WORK/cert.pem" -u "$ACCOUNT_ID" \
     -r "$ARCHITECTURE" -d "$BUNDLE_DIR" -p "$BUNDLE_NAME" -e "$excludes" --batch --no-filter \
-    "${INHERIT_FLAGS[@]}" "${flags[@]}" || rc=$?
+    ${INHERIT_FLAGS[@]+"${INHERIT_FLAGS[@]}"} ${flags[@]+"${flags[@]}"} || rc=$?
   restart_services
   ((rc == 0)) || fail "ec2-bundle-vol failed (exit $rc): $(error_line "$WORK/ec2-bundle-vol.log")" "$EXIT_BUNDLE"
 
