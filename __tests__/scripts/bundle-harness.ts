@@ -114,7 +114,8 @@ const basics = [
   'true',
   'false',
   'xargs',
-  'cmp'
+  'cmp',
+  'sha256sum'
 ]
 
 /** PATH = stand-ins, then only the basic tools (so that e.g. the real curl or aws is never found). */
