@@ -17,16 +17,9 @@ import {
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { testShell } from './test-shell.js'
 
-/**
- * The bash that runs the scripts under test: today's `bash` on PATH, or an old one (bash 4.2 or
- * 4.3, as on Ubuntu 12.04 and 14.04) set by the old-shell suites in __tests__/scripts/old-shells/.
- */
-let shell = 'bash'
-export function useShell(path: string): void {
-  shell = path
-}
-export const testShell = (): string => shell
+export { testShell, useShell } from './test-shell.js'
 
 export const scriptsDir = fileURLToPath(new URL('../../src/scripts/', import.meta.url))
 export const fixturesDir = fileURLToPath(new URL('../__fixtures__/bundle/', import.meta.url))
@@ -124,7 +117,7 @@ export function isolatedPath(machine: Machine): string {
   mkdirSync(sys, { recursive: true })
   for (const tool of basics) {
     // the scripts' own "bash" is the shell under test
-    const found = tool === 'bash' && shell !== 'bash' ? shell : which(tool)
+    const found = tool === 'bash' && testShell() !== 'bash' ? testShell() : which(tool)
     if (found) {
       try {
         symlinkSync(found, join(sys, tool))
@@ -156,7 +149,7 @@ export interface RunResult {
 }
 
 export function runScript(script: string, args: string[], env: Record<string, string>): RunResult {
-  const result = spawnSync(shell, [join(scriptsDir, script), ...args], {
+  const result = spawnSync(testShell(), [join(scriptsDir, script), ...args], {
     env: { HOME: '/nonexistent', LANG: 'C', ...env },
     encoding: 'utf8',
     timeout: 30_000

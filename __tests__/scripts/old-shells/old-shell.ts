@@ -1,5 +1,5 @@
 // The old-shell suites: the tests of the scripts that run on SOURCE instances (bundle.sh,
-// bundle-checks.sh, common.sh), run again with the bash of the oldest targets, and the SSM
+// bundle-checks.sh, common.sh) and of convert.sh, run again with the bash of the oldest targets, and the SSM
 // command text that starts them run with dash (Ubuntu's /bin/sh, which the SSM agent uses).
 // The shells come from scripts/old-shells.sh (built once per machine into a cache outside the
 // repository). Under CI=true a missing shell fails; elsewhere the suite says loudly it skipped.
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildCommand } from '../../../src/aws/remote-script.js'
-import { useShell } from '../bundle-harness.js'
+import { useShell } from '../test-shell.js'
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url))
 
@@ -54,6 +54,10 @@ export async function underOldBash(version: '4.2' | '4.3'): Promise<void> {
   })
   await import('../bundle-checks.test.js')
   await import('../bundle.test.js')
+  // convert.sh runs on the helper (Amazon Linux 2023, bash 5), but a helper the user names may
+  // be older: its suites run under the old bash too
+  await import('../convert.test.js')
+  await import('../convert-remote.test.js')
 }
 
 /** The command text SSM runs with `sh -c` (dash on Ubuntu), handing bundle.sh to the old bash. */
