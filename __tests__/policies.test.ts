@@ -164,7 +164,7 @@ const PROFILE_OF_SCRIPT: Record<EntryScript, 'source-instance-profile' | 'helper
 const PROFILE_EXTRAS: [RegExp, string][] = [
   [/^(ec2messages|ssmmessages):|^ssm:UpdateInstanceInformation$/, 'the SSM agent (Run Command)'],
   [/^logs:/, 'the SSM agent writing command output to log-group'],
-  [/^kms:Decrypt$/, 'ssm get-parameter --with-decryption of a parameter under a customer managed key']
+  [/^kms:Decrypt$/, 'GetParameter WithDecryption of a parameter under a customer managed key']
 ]
 
 interface CliCall {
@@ -183,6 +183,8 @@ function cliCalls(script: string): CliCall[] {
       calls.push({ command: `${m[1]} ${m[2]}`, script })
     for (const tool of ['ec2-upload-bundle'])
       if (new RegExp(`(?:^|\\s)${tool}\\s+-`).test(line)) calls.push({ command: tool, script })
+    // ssm-get-parameter.rb signs the call itself (no CLI on old sources): its X-Amz-Target
+    if (/TARGET = 'AmazonSSM\.GetParameter'/.test(line)) calls.push({ command: 'ssm get-parameter', script })
   }
   return calls
 }
@@ -292,9 +294,8 @@ describe('CLI call detection', () => {
     expect(cliCalls('convert.sh').map((c) => c.command)).toEqual(
       expect.arrayContaining(['ssm get-parameter', 's3 cp', 's3 ls'])
     )
-    expect(cliCalls('bundle.sh').map((c) => c.command)).toEqual(
-      expect.arrayContaining(['ssm get-parameter', 'ec2-upload-bundle'])
-    )
+    expect(cliCalls('bundle.sh').map((c) => c.command)).toEqual(['ec2-upload-bundle'])
+    expect(cliCalls('ssm-get-parameter.rb').map((c) => c.command)).toEqual(['ssm get-parameter'])
   })
 })
 

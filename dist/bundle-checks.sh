@@ -70,7 +70,7 @@ kernel_line_args() {
   read -r -a tokens <<<"$1"
   local i=1
   while [[ ${tokens[i]:-} == --* ]]; do i=$((i + 1)); done
-  if ((${#tokens[@]} > i + 1)); then printf '%s\n' "${tokens[@]:i+1}"; fi
+  if ((${#tokens[@]} > i + 1)); then printf '%s\n' ${tokens[@]+"${tokens[@]:i+1}"}; fi
 }
 
 # Arguments worth comparing: BOOT_IMAGE is added by GRUB 2 and never in menu.lst, and root=
@@ -93,16 +93,16 @@ compare_cmdline() {
   read -r -a want <<<"$cmdline"
   line=$(default_kernel_line "$config") || line=
   mapfile -t have < <(kernel_line_args "$line")
-  for token in "${have[@]}"; do
+  for token in ${have[@]+"${have[@]}"}; do
     key=${token%%=*}
     have_value[$key]=${token#"$key"}
   done
-  for token in "${want[@]}"; do
+  for token in ${want[@]+"${want[@]}"}; do
     key=${token%%=*}
     want_value[$key]=${token#"$key"}
   done
   MENU_LST_DIFFERENCES=''
-  for token in "${want[@]}"; do
+  for token in ${want[@]+"${want[@]}"}; do
     key=${token%%=*}
     comparable "$key" || continue
     [[ -n ${seen[$key]:-} ]] && continue
@@ -124,7 +124,7 @@ fix_kernel_lines() {
   local -A replaced=()
   read -r cmdline <"$I2E_ROOT/proc/cmdline" || true
   read -r -a want <<<"$cmdline"
-  for token in "${want[@]}"; do comparable "$token" && replaced[${token%%=*}]=1; done
+  for token in ${want[@]+"${want[@]}"}; do comparable "$token" && replaced[${token%%=*}]=1; done
   local backup
   backup="$config.i2e-backup-$(date -u +%Y%m%dT%H%M%SZ)"
   cp -p "$config" "$backup"
@@ -136,9 +136,9 @@ fix_kernel_lines() {
       rest=${BASH_REMATCH[3]}
       keep=()
       read -r -a args <<<"$rest"
-      for token in "${args[@]}"; do [[ -n ${replaced[${token%%=*}]:-} ]] || keep+=("$token"); done
-      for token in "${want[@]}"; do comparable "$token" && keep+=("$token"); done
-      line="$prefix ${keep[*]}"
+      for token in ${args[@]+"${args[@]}"}; do [[ -n ${replaced[${token%%=*}]:-} ]] || keep+=("$token"); done
+      for token in ${want[@]+"${want[@]}"}; do comparable "$token" && keep+=("$token"); done
+      line="$prefix ${keep[*]+${keep[*]}}"
     fi
     printf '%s\n' "$line" >>"$tmp"
   done <"$config"
@@ -200,7 +200,7 @@ check_space() {
     [[ -d $destination ]] || fail "the bundle destination $destination does not exist (need $(gib "$SPACE_NEEDED_BYTES") free there)" "$EXIT_SPACE"
     candidates=("$destination")
   fi
-  for dir in "${candidates[@]}"; do
+  for dir in ${candidates[@]+"${candidates[@]}"}; do
     [[ -d $dir ]] || continue
     avail_kb=$(df_kb "$dir" 4)
     [[ $avail_kb =~ ^[0-9]+$ ]] || continue

@@ -29,6 +29,16 @@ const cases: Array<{ name: string; text: string; fixMentions: RegExp }> = [
     fixMentions: /region/
   },
   {
+    name: 'AMI tools on Ruby >= 3.2 (File.exists? removed)',
+    text: "/opt/ec2-ami-tools-1.5.7/lib/ec2/amitools/bundlevol.rb:93:in `validate_params': undefined method `exists?' for File:Class (NoMethodError)",
+    fixMentions: /File\.exist\?/
+  },
+  {
+    name: 'AMI tools on Ruby >= 3.4 (File.exists? removed, new message)',
+    text: "bundlevol.rb:93:in 'validate_params': undefined method 'exists?' for class File (NoMethodError)",
+    fixMentions: /1\.5\.19/
+  },
+  {
     name: 'bucket with ACLs disabled',
     text: 'ERROR: Error talking to S3: Server.AccessControlListNotSupported(400): The bucket does not allow ACLs',
     fixMentions: /BucketOwnerPreferred/

@@ -69,6 +69,30 @@ describe('menu.lst against /proc/cmdline', () => {
     expect(results(out.stdout).menu_lst_differences).toBe('console=hvc0 (missing in menu.lst)')
   })
 
+  // Empty lists everywhere: before bash 4.4 (Ubuntu 12.04, 14.04) "${a[@]}" of an empty array
+  // under set -u ends the script without a ::fail line (run again by the old-shell suites).
+  it('an empty kernel command line and kernel lines without arguments: compared and fixed', () => {
+    const { machine, run } = check('precise-pv', ['--check', 'menu-lst', '--fix-menu-lst'])
+    writeFileSync(join(machine.root, 'proc/cmdline'), '\n')
+    const file = join(machine.root, 'boot/grub/menu.lst')
+    writeFileSync(file, menuLst(machine).replace(/^(kernel\t\t\S+).*$/gm, '$1'))
+    const out = run()
+    expect(out.stderr).toBe('')
+    expect(out.status).toBe(0)
+    expect(results(out.stdout).cmdline_matches_menu_lst).toBe('yes')
+    const withArgs = menuLst(machine).replace(/^(kernel\t\t\S+).*$/gm, '$1 root=LABEL=x')
+    writeFileSync(file, withArgs)
+    writeFileSync(join(machine.root, 'proc/cmdline'), 'root=LABEL=x quiet\n')
+    const fixed = run()
+    expect(fixed.stderr).toBe('')
+    expect(results(fixed.stdout).menu_lst_differences).toBe('quiet (missing in menu.lst)')
+    expect(kernelLines(menuLst(machine))).toEqual([
+      'kernel\t\t/boot/vmlinuz-3.2.0-54-virtual root=LABEL=x quiet',
+      'kernel\t\t/boot/vmlinuz-3.2.0-54-virtual root=LABEL=x quiet',
+      'kernel\t\t/boot/memtest86+.bin root=LABEL=x'
+    ])
+  })
+
   it('with --fix-menu-lst rewrites the Linux kernel lines, keeps a backup, and then matches', () => {
     const { machine, run } = check('precise-hvm', ['--check', 'menu-lst', '--fix-menu-lst'])
     const original = menuLst(machine)

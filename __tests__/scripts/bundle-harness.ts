@@ -17,6 +17,9 @@ import {
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { testShell } from './test-shell.js'
+
+export { testShell, useShell } from './test-shell.js'
 
 export const scriptsDir = fileURLToPath(new URL('../../src/scripts/', import.meta.url))
 export const fixturesDir = fileURLToPath(new URL('../__fixtures__/bundle/', import.meta.url))
@@ -106,7 +109,8 @@ const basics = [
   'true',
   'false',
   'xargs',
-  'cmp'
+  'cmp',
+  'sha256sum'
 ]
 
 /** PATH = stand-ins, then only the basic tools (so that e.g. the real curl or aws is never found). */
@@ -114,7 +118,8 @@ export function isolatedPath(machine: Machine): string {
   const sys = join(machine.dir, 'sysbin')
   mkdirSync(sys, { recursive: true })
   for (const tool of basics) {
-    const found = which(tool)
+    // the scripts' own "bash" is the shell under test
+    const found = tool === 'bash' && testShell() !== 'bash' ? testShell() : which(tool)
     if (found) {
       try {
         symlinkSync(found, join(sys, tool))
@@ -146,7 +151,7 @@ export interface RunResult {
 }
 
 export function runScript(script: string, args: string[], env: Record<string, string>): RunResult {
-  const result = spawnSync('bash', [join(scriptsDir, script), ...args], {
+  const result = spawnSync(testShell(), [join(scriptsDir, script), ...args], {
     env: { HOME: '/nonexistent', LANG: 'C', ...env },
     encoding: 'utf8',
     timeout: 30_000

@@ -4,6 +4,7 @@
 // exact arguments and the order of the calls.
 import { afterEach, describe, expect, it } from '@jest/globals'
 import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
@@ -33,7 +34,10 @@ const SESSION_TOKEN = 'IQoJb3JpZ2luFAKESESSIONTOKENxyz/+=='
 const IMDS_TOKEN = 'AQAEAFAKEIMDSV2TOKEN-abc=='
 const secrets = [CERT_BODY, KEY_BODY, ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, IMDS_TOKEN]
 
-const TOOLS_URL = 'https://s3.amazonaws.com/ec2-downloads/ec2-ami-tools.zip'
+const TOOLS_URL = 'https://s3.amazonaws.com/ec2-downloads/ec2-ami-tools-1.5.19.zip'
+// What the curl stand-in serves for a *.zip URL, and its SHA-256 (sha256sum of "zip\n").
+const ZIP_SHA256 = createHash('sha256').update('zip\n').digest('hex')
+const MIRROR_URL = 'https://mirror.example.com/tools/ec2-ami-tools-1.5.19.zip'
 
 const baseArgs: Record<string, string> = {
   '--virtualization-type': 'hvm',
@@ -87,6 +91,13 @@ if [[ $1 == --version ]]; then cat "$FAKE/ami-tools-version"; exit 0; fi
 { env | grep -E '^(AWS_[A-Z_]*|RUBYOPT)=' | sort
   shim=\${RUBYOPT#-r}; shim=\${shim%% *}
   if grep -q get_creds_from_instance_profile "$shim" 2>/dev/null; then echo "shim=present"; fi; } > "$FAKE/upload-env"
+echo "$AWS_ACCESS_KEY_ID" >> "$FAKE/upload-keys"
+expired=$(cat "$FAKE/upload-expired" 2>/dev/null || echo 0)
+if ((expired > 0)); then
+  echo $((expired - 1)) > "$FAKE/upload-expired"
+  echo "ERROR: Error talking to S3: Server.ExpiredToken(400): The provided token has expired." >&2
+  exit 1
+fi
 rc=$(cat "$FAKE/upload-rc")
 if [[ $rc != 0 ]]; then
   echo "ERROR: Could not create or access bucket my-bundles: server response Forbidden 403" >&2
@@ -126,21 +137,24 @@ function setup(fixture: string, options: { hvm?: boolean; systemd?: boolean } = 
 
   for (const [name, body] of Object.entries(TOOL_BODIES)) standIn(machine, name, body)
   for (const name of ['openssl', 'rsync', 'sgdisk', 'kpartx', 'parted', 'apt-get']) standIn(machine, name)
-  standIn(machine, 'ruby', '[[ $* == *openssl* && -f "$FAKE/ruby-without-openssl" ]] && exit 1\nexit 0')
-  standIn(machine, 'grub', 'echo "grub (GNU GRUB 0.97)"')
-  standIn(machine, 'seq', 'i=$1; while ((i <= $2)); do echo $i; i=$((i + 1)); done')
   standIn(
     machine,
-    'aws',
-    `name=''
-while (($#)); do case $1 in --name) name=$2; shift 2 ;; *) shift ;; esac; done
-f="$FAKE/params/\${name//\\//_}"
-if [[ ! -f $f ]]; then
-  echo "An error occurred (ParameterNotFound) when calling the GetParameter operation: " >&2
-  exit 254
+    'ruby',
+    `[[ $* == *openssl* && -f "$FAKE/ruby-without-openssl" ]] && exit 1
+if [[ \${1:-} == */ssm-get-parameter.rb ]]; then
+  [[ -f \${1%/*}/common.sh ]] || { echo "ssm-get-parameter.rb is not beside bundle.sh" >&2; exit 1; }
+  echo "$2 $3 $AWS_ACCESS_KEY_ID $AWS_SECRET_ACCESS_KEY $AWS_SESSION_TOKEN" >> "$FAKE/parameter-env"
+  f="$FAKE/params/\${3//\\//_}"
+  if [[ ! -f $f ]]; then
+    echo "An error occurred (ParameterNotFound) when calling the GetParameter operation: " >&2
+    exit 1
+  fi
+  cat "$f"
 fi
-cat "$f"`
+exit 0`
   )
+  standIn(machine, 'grub', 'echo "grub (GNU GRUB 0.97)"')
+  standIn(machine, 'seq', 'i=$1; while ((i <= $2)); do echo $i; i=$((i + 1)); done')
   standIn(
     machine,
     'curl',
@@ -165,9 +179,12 @@ case $url in
   [[ $header == *"X-aws-ec2-metadata-token: $(cat "$FAKE/imds-token")"* ]] || exit 22
   role=\${url##*/security-credentials/}
   if [[ -z $role ]]; then [[ -f "$FAKE/no-role" ]] && exit 22; echo bundler-role
-  elif [[ $role == bundler-role ]]; then answer < "$FAKE/credentials.json"
+  elif [[ $role == bundler-role ]]; then
+    n=$(($(cat "$FAKE/credential-reads" 2>/dev/null || echo 0) + 1)); echo "$n" > "$FAKE/credential-reads"
+    f="$FAKE/credentials-$n.json"; [[ -f $f ]] || f="$FAKE/credentials.json"
+    answer < "$f"
   else exit 22; fi ;;
-${TOOLS_URL}) echo "zip" | answer ;;
+*.zip) echo "zip" | answer ;;
 *) exit 6 ;;
 esac`
   )
@@ -469,38 +486,23 @@ describe('the key material', () => {
     for (const c of imds) expect(c).toEqual(expect.arrayContaining(['--config', '-']))
   })
 
-  it('fetches the SecureString parameters with decryption, in the region', () => {
+  it('fetches the parameters with ssm-get-parameter.rb beside the script, in the region, credentials in its environment', () => {
     const s = setup('precise-hvm')
-    expectSuccess(run(s, argList()))
-    const aws = callsOf(s, 'aws').map((c) => c.slice(1))
-    expect(aws).toEqual([
-      [
-        'ssm',
-        'get-parameter',
-        '--region',
-        'us-west-2',
-        '--name',
-        '/i2e/run-1/cert',
-        '--with-decryption',
-        '--query',
-        'Parameter.Value',
-        '--output',
-        'text'
-      ],
-      [
-        'ssm',
-        'get-parameter',
-        '--region',
-        'us-west-2',
-        '--name',
-        '/i2e/run-1/key',
-        '--with-decryption',
-        '--query',
-        'Parameter.Value',
-        '--output',
-        'text'
-      ]
+    rmSync(join(s.machine.bin, 'aws'), { force: true })
+    const out = run(s, argList())
+    expectSuccess(out)
+    const rubyCalls = callsOf(s, 'ruby')
+      .map((c) => c.slice(1))
+      .filter((c) => c[0]?.endsWith('/ssm-get-parameter.rb'))
+    expect(rubyCalls.map((c) => c.slice(1))).toEqual([
+      ['us-west-2', '/i2e/run-1/cert'],
+      ['us-west-2', '/i2e/run-1/key']
     ])
+    expect(readFileSync(join(s.fake, 'parameter-env'), 'utf8')).toBe(
+      `us-west-2 /i2e/run-1/cert ${ACCESS_KEY_ID} ${SECRET_ACCESS_KEY} ${SESSION_TOKEN}\n`.repeat(1) +
+        `us-west-2 /i2e/run-1/key ${ACCESS_KEY_ID} ${SECRET_ACCESS_KEY} ${SESSION_TOKEN}\n`
+    )
+    expectNoSecrets(s, out)
   })
 
   it('fails with the parameter name when a parameter cannot be read', () => {
@@ -614,6 +616,53 @@ describe('services', () => {
   })
 })
 
+describe('the upload', () => {
+  it('gives the tool the S3 URL of a region missing from its built-in map', () => {
+    const s = setup('precise-hvm')
+    expectSuccess(run(s, argList({ '--region': 'eu-central-1' })))
+    expect(toolCall(s, 'ec2-upload-bundle').slice(4)).toEqual([
+      '--region',
+      'eu-central-1',
+      '--url',
+      'https://s3.eu-central-1.amazonaws.com',
+      '--retry',
+      '--batch'
+    ])
+  })
+
+  it('refused for expired credentials, is tried again with credentials read afresh (rotation)', () => {
+    const s = setup('precise-hvm')
+    writeFileSync(join(s.fake, 'upload-expired'), '1')
+    // reads 1 and 2 fetch the certificate and key, 3 the first upload, 4 the second
+    writeFileSync(
+      join(s.fake, 'credentials-4.json'),
+      readFileSync(join(s.fake, 'credentials.json'), 'utf8').replace(ACCESS_KEY_ID, 'ASIAROTATEDACCESSKEY')
+    )
+    const out = run(s, argList())
+    expectSuccess(out)
+    expect(readFileSync(join(s.fake, 'upload-keys'), 'utf8')).toBe(`${ACCESS_KEY_ID}\nASIAROTATEDACCESSKEY\n`)
+    expect(out.stdout).toMatch(
+      /the credentials expired during the upload: reading fresh ones and uploading again \(2 of 3\)/
+    )
+    expectNoSecrets(s, out)
+  })
+
+  it('gives up after three expired attempts, and does not retry other refusals', () => {
+    const s = setup('precise-hvm')
+    writeFileSync(join(s.fake, 'upload-expired'), '5')
+    const out = run(s, argList())
+    expect(out.status).toBe(8)
+    expect(readFileSync(join(s.fake, 'upload-keys'), 'utf8').split('\n').filter(Boolean)).toHaveLength(3)
+    expect(failLines(out.stdout)[0]).toMatch(/ec2-upload-bundle failed \(exit 1\): .*ExpiredToken/)
+    s.machine.cleanup()
+
+    const other = setup('precise-hvm')
+    writeFileSync(join(other.fake, 'upload-rc'), '3')
+    expect(run(other, argList()).status).toBe(8)
+    expect(readFileSync(join(other.fake, 'upload-keys'), 'utf8').split('\n').filter(Boolean)).toHaveLength(1)
+  })
+})
+
 describe('failures', () => {
   it('an upload refused with exit 3 names the bucket problem (Packer hint)', () => {
     const s = setup('precise-hvm')
@@ -650,14 +699,14 @@ describe('failures', () => {
 })
 
 describe('prerequisites', () => {
-  it('a missing aws CLI fails with the install command (nothing installed unless allowed)', () => {
+  it('a missing rsync fails with the install command (nothing installed unless allowed)', () => {
     const s = setup('precise-hvm')
-    rmSync(join(s.machine.bin, 'aws'))
+    rmSync(join(s.machine.bin, 'rsync'))
     const out = run(s, argList())
     expect(out.status).toBe(3)
     const [fail] = failLines(out.stdout)
     expect(fail).toMatch(
-      /missing on this instance: the AWS CLI \(aws\); install with: apt-get update && apt-get install -y awscli/
+      /missing on this instance: rsync; install with: apt-get update && apt-get install -y rsync/
     )
     expect(fail).toMatch(/install-prerequisites: true/)
     expect(callsOf(s, 'apt-get')).toEqual([])
@@ -726,13 +775,51 @@ describe('prerequisites', () => {
     const home = join(s.machine.root, 'opt', 'ec2-ami-tools-1.5.19')
     // the unpacked tools record themselves like the other stand-ins
     const unpacked = makeToolsIn(s, tree)
-    const out = run(s, argList({ '--install-prerequisites': 'true' }))
+    const lib = join(s.fake, 'zip-tree', 'ec2-ami-tools-1.5.19', 'lib', 'ec2', 'amitools')
+    mkdirSync(lib, { recursive: true })
+    writeFileSync(join(lib, 'fileutil.rb'), 'return unless File.exists?(path)\nFile.exists? x\n')
+    const out = run(
+      s,
+      argList({
+        '--install-prerequisites': 'true',
+        '--ami-tools-url': MIRROR_URL,
+        '--ami-tools-sha256': ZIP_SHA256
+      })
+    )
     expectSuccess(out)
-    expect(callsOf(s, 'curl').find((c) => c.includes(TOOLS_URL))).toBeDefined()
-    expect(callsOf(s, 'unzip')[0]).toEqual(expect.arrayContaining(['-d', join(s.machine.root, 'opt')]))
+    expect(callsOf(s, 'curl').find((c) => c.includes(MIRROR_URL))).toBeDefined()
+    // Ruby 3.2 removed File.exists?
+    expect(readFileSync(join(home, 'lib', 'ec2', 'amitools', 'fileutil.rb'), 'utf8')).toBe(
+      'return unless File.exist?(path)\nFile.exist? x\n'
+    )
+    // unpacked in the private work folder, patched, then copied under /opt
+    expect(callsOf(s, 'unzip')[0]).toEqual(
+      expect.arrayContaining(['-d', expect.stringMatching(/\/dev\/shm\/i2e-keys\.\w+\/ami-tools$/)])
+    )
     expect(existsSync(join(home, 'bin', 'ec2-bundle-vol'))).toBe(true)
     expect(unpacked.every((name) => toolCall(s, name).length > 0)).toBe(true)
     expect(results(out.stdout).ami_tools_version).toBe('1.5.19')
+  })
+
+  it('the pinned 1.5.19 zip is checked against its SHA-256: other bytes are refused and not unpacked', () => {
+    const s = setup('precise-hvm')
+    for (const tool of Object.keys(TOOL_BODIES)) rmSync(join(s.machine.bin, tool))
+    mkdirSync(join(s.fake, 'zip-tree', 'ec2-ami-tools-1.5.19', 'bin'), { recursive: true })
+    const out = run(s, argList({ '--install-prerequisites': 'true' }))
+    expect(out.status).toBe(3)
+    expect(callsOf(s, 'curl').find((c) => c.includes(TOOLS_URL))).toBeDefined()
+    expect(failLines(out.stdout)).toEqual([
+      `::fail the AMI tools downloaded from ${TOOLS_URL} have SHA-256 ${ZIP_SHA256}, not the expected bdda4494bea7d55dfff995459dd4705a953f3365bbc69f03430c796b5cc1dd7f: not installed`
+    ])
+    expect(callsOf(s, 'unzip')).toEqual([])
+    expect(readdirSync(join(s.machine.root, 'opt'))).toEqual([])
+  })
+
+  it('another --ami-tools-url needs its --ami-tools-sha256', () => {
+    const s = setup('precise-hvm')
+    const out = run(s, argList({ '--ami-tools-url': MIRROR_URL }))
+    expect(out.status).toBe(2)
+    expect(failLines(out.stdout)[0]).toMatch(/--ami-tools-url needs --ami-tools-sha256/)
   })
 
   it('without permission to install, missing AMI tools fail with the download command', () => {
@@ -741,7 +828,7 @@ describe('prerequisites', () => {
     const out = run(s, argList())
     expect(out.status).toBe(3)
     expect(failLines(out.stdout)[0]).toMatch(
-      /^::fail ec2-ami-tools are not installed; install 1\.5 or later: curl/
+      /^::fail ec2-ami-tools are not installed; install 1\.5 or later: curl -fsSLo \/tmp\/ec2-ami-tools\.zip \S+ec2-ami-tools-1\.5\.19\.zip && echo 'bdda4494\w{56} {2}\/tmp\/ec2-ami-tools\.zip' \| sha256sum -c && unzip/
     )
   })
 })

@@ -16,6 +16,7 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { testShell } from './test-shell.js'
 
 export const script = fileURLToPath(new URL('../../src/scripts/convert.sh', import.meta.url))
 export const scriptsDir = fileURLToPath(new URL('../../src/scripts/', import.meta.url))
@@ -63,7 +64,7 @@ export interface Run {
 }
 
 export function runConvert(args: string[], env: Record<string, string> = {}, timeout = 120_000): Run {
-  const result = spawnSync('bash', [script, ...args], {
+  const result = spawnSync(testShell(), [script, ...args], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', ...env },
     encoding: 'utf8',
     timeout

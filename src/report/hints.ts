@@ -52,6 +52,11 @@ export const hints: readonly Hint[] = [
     fix: 'Install gdisk, kpartx and parted on the source instance (apt-get/yum install -y gdisk kpartx parted) or set install-prerequisites: true.'
   },
   {
+    pattern: /undefined method [`']exists\?' for (class )?File/,
+    problem: 'The AMI tools on the instance call File.exists?, which Ruby 3.2 removed.',
+    fix: "Replace File.exists? with File.exist? in the tools' lib/**/*.rb, or remove them and set install-prerequisites: true (the pinned 1.5.19 is installed patched)."
+  },
+  {
     pattern: /invalid option: --region/,
     problem: 'The AMI tools on the instance are older than 1.5 and do not know --region.',
     fix: "Install ec2-ami-tools 1.5.x from Amazon's zip (remove the distribution's old ec2-ami-tools package first) or set install-prerequisites: true."

@@ -10,19 +10,23 @@
 #                  [--bundle-name image] [--destination auto|DIR]
 #                  [--stop-services "jenkins rabbitmq-server redis-server epmd"]
 #                  [--exclude "/path1 /path2"] [--install-prerequisites true|false] [--fix-menu-lst]
-#                  [--ami-tools-url URL]   default Amazon's ec2-ami-tools.zip
+#                  [--ami-tools-url URL --ami-tools-sha256 HEX]   default: ec2-ami-tools 1.5.19
 #
 # What it does, in order (nothing is changed before the checks pass):
 #  1. bundle-checks.sh: no EFI partition in /etc/fstab; /proc/cmdline vs menu.lst; a destination
 #     with three times the used size of / free. With --fix-menu-lst the kernel arguments in
 #     menu.lst are rewritten (backup beside it) only after every other check and step before
 #     bundling has passed.
-#  2. Prerequisites: ruby with its openssl library, openssl, curl (IMDSv2 needs PUT), rsync, the
-#     aws CLI; for hvm gdisk, kpartx, parted and GRUB legacy (grub 0.9x); ec2-ami-tools >= 1.5
-#     (downloaded and unpacked under /opt). Missing pieces are installed with apt-get/dnf/yum
-#     only with --install-prerequisites true; otherwise the ::fail line gives the command.
-#  3. The X.509 certificate and key are read from SSM into a mode-700 folder (on /dev/shm when
-#     possible) that is always excluded from the bundle and removed on exit.
+#  2. Prerequisites: ruby with its openssl library, openssl, curl (IMDSv2 needs PUT), rsync; for
+#     hvm gdisk, kpartx, parted and GRUB legacy (grub 0.9x); ec2-ami-tools >= 1.5 (the pinned
+#     1.5.19 zip, checked against its SHA-256, unpacked under /opt, File.exists? patched for
+#     Ruby >= 3.2). Missing pieces are installed with apt-get/dnf/yum only with
+#     --install-prerequisites true; otherwise the ::fail line gives the command. No AWS CLI:
+#     Ubuntu 12.04/14.04 cannot install a current one.
+#  3. The X.509 certificate and key are read from SSM (ssm-get-parameter.rb: one SigV4-signed
+#     GetParameter call from the AMI tools' Ruby, with the instance profile's credentials) into
+#     a mode-700 folder (on /dev/shm when possible) always excluded from the bundle, removed on
+#     exit.
 #  4. The services are stopped (systemctl, else service, else /etc/init.d; epmd is killed) and
 #     those that were running are started again right after ec2-bundle-vol, also when it fails.
 #  5. ec2-bundle-vol -k -c -u -r -d -p -e --batch --no-filter [--no-inherit] -P ..., with
@@ -32,7 +36,10 @@
 #     --no-filter keeps *.pem and the like (e.g. /etc/ssl) in the image: the key folder is
 #     excluded explicitly instead. --no-inherit is added when the instance refuses IMDSv1,
 #     which the tool's own metadata lookup uses.
-#  6. ec2-upload-bundle -b BUCKET/PREFIX -m MANIFEST --region REGION --retry --batch.
+#  6. ec2-upload-bundle -b BUCKET/PREFIX -m MANIFEST --region REGION [--url URL] --retry --batch
+#     (--url https://s3.REGION.amazonaws.com for regions missing from the tool's built-in map,
+#     which would leave it without an endpoint). An upload refused for expired credentials is
+#     tried again (3 times in all) with credentials read afresh: the instance profile's rotate.
 #     Credentials: the instance profile's, read here through IMDSv2. ec2-ami-tools 1.5 reads no
 #     environment variable for -a/-s/-t (its fallback is an IMDSv1 lookup, which IMDSv2-only
 #     instances refuse), and arguments would show the secret in ps. So the credentials go to
@@ -54,20 +61,29 @@
 # Tests: I2E_ROOT prefixes every system path (and skips the root check).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-. "$(dirname "${BASH_SOURCE[0]}")/bundle-checks.sh"
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$SCRIPT_DIR/common.sh"
+. "$SCRIPT_DIR/bundle-checks.sh"
 
-DEFAULT_AMI_TOOLS_URL=https://s3.amazonaws.com/ec2-downloads/ec2-ami-tools.zip
+# Pinned: the latest published version, and the SHA-256 of that zip as published in Homebrew's
+# formula (Formula/e/ec2-ami-tools.rb, url .../ec2-ami-tools-1.5.19.zip).
+DEFAULT_AMI_TOOLS_URL=https://s3.amazonaws.com/ec2-downloads/ec2-ami-tools-1.5.19.zip
+DEFAULT_AMI_TOOLS_SHA256=bdda4494bea7d55dfff995459dd4705a953f3365bbc69f03430c796b5cc1dd7f
+# Regions in the S3 endpoint map of ec2-ami-tools (REGION_MAP, lib/ec2/amitools/
+# s3toolparameters.rb): for any other, "--region" alone leaves the tool without a URL.
+AMI_TOOLS_REGIONS=" us-east-1 us-west-1 us-west-2 eu-west-1 ap-southeast-1 ap-southeast-2 ap-northeast-1 sa-east-1 cn-north-1 us-gov-west-1 "
+UPLOAD_ATTEMPTS=3
 IMDS=http://169.254.169.254
 
 # Arguments (see the usage above).
 VIRTUALIZATION='' ARCHITECTURE='' ROOT_DEVICE=/dev/sda1 PARTITION='' ACCOUNT_ID='' BUCKET=''
 PREFIX='' PREFIX_SET=no REGION='' CERT_PARAMETER='' KEY_PARAMETER='' BUNDLE_NAME=image
 DESTINATION=auto STOP_SERVICES='' EXCLUDES='' INSTALL=false FIX_MENU_LST=no
-AMI_TOOLS_URL=$DEFAULT_AMI_TOOLS_URL
+AMI_TOOLS_URL=$DEFAULT_AMI_TOOLS_URL AMI_TOOLS_SHA256=''
 
 # State, for the steps and the exit trap.
 WORK='' BUNDLE_DIR='' IMDS_TOKEN='' INSTANCE_ROLE='' PACKAGE_MANAGER='' AMI_TOOLS_PROBLEM=''
+CRED_KEY='' CRED_SECRET='' CRED_TOKEN=''
 STOPPED=() INHERIT_FLAGS=()
 
 usage_error() { fail "$1 (usage: see the top of bundle.sh)" "$EXIT_USAGE"; }
@@ -93,6 +109,7 @@ parse_args() {
     --exclude) EXCLUDES=$2 ;;
     --install-prerequisites) INSTALL=$2 ;;
     --ami-tools-url) AMI_TOOLS_URL=$2 ;;
+    --ami-tools-sha256) AMI_TOOLS_SHA256=$2 ;;
     *) usage_error "unknown argument '$1'" ;;
     esac
     shift 2
@@ -109,6 +126,10 @@ parse_args() {
   [[ $BUNDLE_NAME =~ ^[A-Za-z0-9._-]+$ ]] || usage_error "--bundle-name may contain letters, digits and . _ -"
   [[ $INSTALL =~ ^(true|false)$ ]] || usage_error "--install-prerequisites must be true or false"
   [[ $DESTINATION == auto || $DESTINATION == /* ]] || usage_error "--destination must be auto or an absolute path"
+  if [[ $AMI_TOOLS_URL == "$DEFAULT_AMI_TOOLS_URL" ]]; then
+    AMI_TOOLS_SHA256=${AMI_TOOLS_SHA256:-$DEFAULT_AMI_TOOLS_SHA256}
+  fi
+  [[ $AMI_TOOLS_SHA256 =~ ^[0-9a-f]{64}$ ]] || usage_error "--ami-tools-url needs --ami-tools-sha256 (the zip's SHA-256, 64 hex digits)"
   local path service
   for path in $EXCLUDES; do
     [[ $path == /* && $path != *,* ]] || usage_error "--exclude takes absolute paths without commas, got '$path'"
@@ -182,7 +203,6 @@ describe_piece() {
   ruby-openssl) echo "ruby's openssl library" ;;
   grub-legacy) echo "GRUB legacy (grub 0.9x with its stage files)" ;;
   sgdisk) echo "gdisk (sgdisk)" ;;
-  aws) echo "the AWS CLI (aws)" ;;
   *) echo "$1" ;;
   esac
 }
@@ -191,7 +211,6 @@ package_for() {
   case $PACKAGE_MANAGER:$1 in
   apt-get:ruby | apt-get:ruby-openssl) echo ruby-full ;;
   *:ruby-openssl) echo ruby-libs ;;
-  *:aws) echo awscli ;;
   *:sgdisk) echo gdisk ;;
   *:grub-legacy) echo grub ;;
   *) echo "$1" ;;
@@ -223,29 +242,28 @@ install_packages() {
 }
 
 ensure_prerequisites() {
-  local -a pieces=(ruby ruby-openssl openssl curl rsync aws "$@") missing=() packages=()
+  local -a pieces=(ruby ruby-openssl openssl curl rsync "$@") missing=() packages=()
   local piece package descriptions=
   [[ $VIRTUALIZATION == hvm ]] && pieces+=(sgdisk kpartx parted grub-legacy)
-  for piece in "${pieces[@]}"; do has_piece "$piece" || missing+=("$piece"); done
+  for piece in ${pieces[@]+"${pieces[@]}"}; do has_piece "$piece" || missing+=("$piece"); done
   ((${#missing[@]} == 0)) && return 0
   detect_package_manager
-  for piece in "${missing[@]}"; do
+  for piece in ${missing[@]+"${missing[@]}"}; do
     package=$(package_for "$piece")
-    [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
+    [[ " ${packages[*]+${packages[*]}} " == *" $package "* ]] || packages+=("$package")
   done
   if [[ $INSTALL == true && -n $PACKAGE_MANAGER ]]; then
-    install_packages "${packages[@]}"
+    install_packages ${packages[@]+"${packages[@]}"}
     local -a still=()
-    for piece in "${missing[@]}"; do has_piece "$piece" || still+=("$piece"); done
-    missing=("${still[@]}")
+    for piece in ${missing[@]+"${missing[@]}"}; do has_piece "$piece" || still+=("$piece"); done
+    missing=(${still[@]+"${still[@]}"})
     ((${#missing[@]} == 0)) && return 0
   fi
-  for piece in "${missing[@]}"; do descriptions+="${descriptions:+, }$(describe_piece "$piece")"; done
+  for piece in ${missing[@]+"${missing[@]}"}; do descriptions+="${descriptions:+, }$(describe_piece "$piece")"; done
   local how
-  how="install with: $(install_command "${packages[@]}")"
-  [[ $INSTALL == true ]] && how="installing ${packages[*]} with ${PACKAGE_MANAGER:-no package manager} did not provide them; $how"
+  how="install with: $(install_command ${packages[@]+"${packages[@]}"})"
+  [[ $INSTALL == true ]] && how="installing ${packages[*]+${packages[*]}} with ${PACKAGE_MANAGER:-no package manager} did not provide them; $how"
   [[ $INSTALL == false ]] && how+=" (or set install-prerequisites: true)"
-  [[ " ${missing[*]} " == *" aws "* ]] && how+="; the AWS CLI v2 also installs from https://awscli.amazonaws.com/awscli-exe-linux-$(uname -m).zip (unzip, then ./aws/install)"
   fail "missing on this instance: $descriptions; $how" "$EXIT_PREREQUISITE"
 }
 
@@ -274,7 +292,7 @@ find_ami_tools() {
   local -a homes=()
   [[ -d $I2E_ROOT/opt/aws/amitools/ec2/bin ]] && homes+=("$I2E_ROOT/opt/aws/amitools/ec2")
   mapfile -t -O "${#homes[@]}" homes < <(compgen -G "$I2E_ROOT/opt/ec2-ami-tools-*" | sort -V -r)
-  for home in "${homes[@]}"; do
+  for home in ${homes[@]+"${homes[@]}"}; do
     [[ -x $home/bin/ec2-bundle-vol ]] || continue
     version=$("$home/bin/ec2-bundle-vol" --version 2>/dev/null </dev/null | awk 'NR == 1 { print $1 }')
     if version_at_least_1_5 "$version"; then
@@ -290,15 +308,27 @@ install_ami_tools() {
   progress "downloading $AMI_TOOLS_URL"
   curl -fsSL --retry 3 -o "$zip" "$AMI_TOOLS_URL" </dev/null ||
     fail "could not download the AMI tools from $AMI_TOOLS_URL" "$EXIT_PREREQUISITE"
+  local sum
+  sum=$(sha256sum "$zip" | cut -d' ' -f1)
+  [[ $sum == "$AMI_TOOLS_SHA256" ]] ||
+    fail "the AMI tools downloaded from $AMI_TOOLS_URL have SHA-256 $sum, not the expected $AMI_TOOLS_SHA256: not installed" "$EXIT_PREREQUISITE"
   mkdir -p "$I2E_ROOT/opt"
-  run_tool unzip unzip -q -o "$zip" -d "$I2E_ROOT/opt" || fail "could not unpack $AMI_TOOLS_URL into /opt" "$EXIT_PREREQUISITE"
+  local unpacked="$WORK/ami-tools"
+  mkdir -p "$unpacked"
+  run_tool unzip unzip -q -o "$zip" -d "$unpacked" || fail "could not unpack $AMI_TOOLS_URL" "$EXIT_PREREQUISITE"
+  # Ruby 3.2 removed File.exists? (the tools call it); File.exist? is there since Ruby 1.8.
+  local file
+  while IFS= read -r file; do
+    sed -i 's/File\.exists?/File.exist?/g' "$file"
+  done < <(grep -rl --include='*.rb' 'File\.exists?' "$unpacked" || true)
+  cp -R "$unpacked/." "$I2E_ROOT/opt/"
   find_ami_tools || fail "$AMI_TOOLS_URL did not give ec2-ami-tools 1.5 or later under /opt: $AMI_TOOLS_PROBLEM" "$EXIT_PREREQUISITE"
 }
 
 ensure_ami_tools() {
   if ! find_ami_tools; then
     [[ $INSTALL == true ]] ||
-      fail "$AMI_TOOLS_PROBLEM; install 1.5 or later: curl -fsSLo /tmp/ec2-ami-tools.zip $AMI_TOOLS_URL && unzip -q /tmp/ec2-ami-tools.zip -d /opt (or set install-prerequisites: true)" "$EXIT_PREREQUISITE"
+      fail "$AMI_TOOLS_PROBLEM; install 1.5 or later: curl -fsSLo /tmp/ec2-ami-tools.zip $AMI_TOOLS_URL && echo '$AMI_TOOLS_SHA256  /tmp/ec2-ami-tools.zip' | sha256sum -c && unzip -q /tmp/ec2-ami-tools.zip -d /opt (or set install-prerequisites: true)" "$EXIT_PREREQUISITE"
     install_ami_tools
   fi
   result ami_tools_version "$(ami_tools_version)"
@@ -357,12 +387,31 @@ make_work_dir() {
   fail "could not create a private folder for the key material in /dev/shm or /tmp"
 }
 
+# Reads the instance profile's current credentials into CRED_KEY/SECRET/TOKEN, every time: EC2
+# rotates them ("new credentials at least five minutes before the expiration of the old").
+read_credentials() {
+  local json
+  json=$(imds_get "meta-data/iam/security-credentials/$INSTANCE_ROLE") ||
+    fail "could not read the credentials of the instance profile $INSTANCE_ROLE from IMDSv2" "$EXIT_KEYS"
+  CRED_KEY=$(json_string AccessKeyId "$json") || CRED_KEY=
+  CRED_SECRET=$(json_string SecretAccessKey "$json") || CRED_SECRET=
+  CRED_TOKEN=$(json_string Token "$json") || CRED_TOKEN=
+  [[ -n $CRED_KEY && -n $CRED_SECRET ]] || fail "the instance profile $INSTANCE_ROLE returned no usable credentials" "$EXIT_KEYS"
+}
+
+forget_credentials() { CRED_KEY='' CRED_SECRET='' CRED_TOKEN=''; }
+
+# The parameter through ssm-get-parameter.rb (no AWS CLI on old sources), credentials in its
+# environment only.
 fetch_parameter() {
   local name=$1 file=$2
-  if ! (umask 077 && aws ssm get-parameter --region "$REGION" --name "$name" --with-decryption \
-    --query Parameter.Value --output text >"$file" 2>"$WORK/aws.err" </dev/null); then
-    fail "could not read the SecureString parameter $name: $(error_line "$WORK/aws.err")" "$EXIT_KEYS"
+  read_credentials
+  if ! (umask 077 && AWS_ACCESS_KEY_ID=$CRED_KEY AWS_SECRET_ACCESS_KEY=$CRED_SECRET AWS_SESSION_TOKEN=$CRED_TOKEN \
+    ruby "$SCRIPT_DIR/ssm-get-parameter.rb" "$REGION" "$name" >"$file" 2>"$WORK/ssm.err" </dev/null); then
+    forget_credentials
+    fail "could not read the SecureString parameter $name: $(error_line "$WORK/ssm.err")" "$EXIT_KEYS"
   fi
+  forget_credentials
   grep -q -- '-----BEGIN' "$file" || fail "the parameter $name does not hold PEM text" "$EXIT_KEYS"
 }
 
@@ -412,7 +461,7 @@ stop_services() {
       progress "$service is not running; leaving it alone"
     fi
   done
-  result services_stopped "$(IFS=,; echo "${STOPPED[*]}")"
+  result services_stopped "$(IFS=,; echo "${STOPPED[*]+${STOPPED[*]}}")"
 }
 
 # In reverse order; a service that does not come back is a warning, never the failure.
@@ -429,10 +478,10 @@ restart_services() {
     fi
   done
   STOPPED=()
-  result services_restarted "$(IFS=,; echo "${restarted[*]}")"
+  result services_restarted "$(IFS=,; echo "${restarted[*]+${restarted[*]}}")"
   if ((${#failed[@]} > 0)); then
-    progress "warning: could not start again: ${failed[*]}"
-    result services_not_restarted "$(IFS=,; echo "${failed[*]}")"
+    progress "warning: could not start again: ${failed[*]+${failed[*]}}"
+    result services_not_restarted "$(IFS=,; echo "${failed[*]+${failed[*]}}")"
   fi
 }
 
@@ -476,21 +525,33 @@ end
 RUBY
 }
 
+# ec2-upload-bundle gets no endpoint from "--region" alone for regions missing from its map.
+s3_url_flags() {
+  [[ $AMI_TOOLS_REGIONS == *" $REGION "* ]] && return 0
+  local suffix=amazonaws.com
+  [[ $REGION == cn-* ]] && suffix=amazonaws.com.cn
+  printf '%s\n' --url "https://s3.$REGION.$suffix"
+}
+
 upload_bundle() {
-  local manifest=$1 location=$2 json key secret token shim="$WORK/credentials-from-env.rb"
-  json=$(imds_get "meta-data/iam/security-credentials/$INSTANCE_ROLE") ||
-    fail "could not read the credentials of the instance profile $INSTANCE_ROLE from IMDSv2" "$EXIT_KEYS"
-  key=$(json_string AccessKeyId "$json") || key=
-  secret=$(json_string SecretAccessKey "$json") || secret=
-  token=$(json_string Token "$json") || token=
-  unset json
-  [[ -n $key && -n $secret ]] || fail "the instance profile $INSTANCE_ROLE returned no usable credentials" "$EXIT_KEYS"
+  local manifest=$1 location=$2 shim="$WORK/credentials-from-env.rb" attempt rc=0
+  local -a url=()
+  mapfile -t url < <(s3_url_flags)
   write_credentials_shim "$shim"
   progress "uploading to s3://$location"
-  local rc=0
-  AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_SESSION_TOKEN=$token RUBYOPT="-r$shim${RUBYOPT:+ $RUBYOPT}" \
-    run_tool ec2-upload-bundle ec2-upload-bundle -b "$location" -m "$manifest" --region "$REGION" --retry --batch || rc=$?
-  unset key secret token
+  for ((attempt = 1; attempt <= UPLOAD_ATTEMPTS; attempt++)); do
+    read_credentials
+    rc=0
+    AWS_ACCESS_KEY_ID=$CRED_KEY AWS_SECRET_ACCESS_KEY=$CRED_SECRET AWS_SESSION_TOKEN=$CRED_TOKEN RUBYOPT="-r$shim${RUBYOPT:+ $RUBYOPT}" \
+      run_tool ec2-upload-bundle ec2-upload-bundle -b "$location" -m "$manifest" --region "$REGION" \
+      ${url[@]+"${url[@]}"} --retry --batch || rc=$?
+    forget_credentials
+    ((rc != 0)) || break
+    # only a refusal for expired credentials is worth another try with fresh ones
+    grep -qiE 'ExpiredToken|token has expired|RequestExpired|security token included in the request is expired' \
+      "$WORK/ec2-upload-bundle.log" || break
+    ((attempt < UPLOAD_ATTEMPTS)) && progress "the credentials expired during the upload: reading fresh ones and uploading again ($((attempt + 1)) of $UPLOAD_ATTEMPTS)"
+  done
   if ((rc != 0)); then
     local extra=
     ((rc == 3)) && extra=" (the bucket may not exist, or exist and be owned by somebody else)"
@@ -553,7 +614,7 @@ main() {
   local rc=0
   run_tool ec2-bundle-vol ec2-bundle-vol -k "$WORK/pk.pem" -c "$WORK/cert.pem" -u "$ACCOUNT_ID" \
     -r "$ARCHITECTURE" -d "$BUNDLE_DIR" -p "$BUNDLE_NAME" -e "$excludes" --batch --no-filter \
-    "${INHERIT_FLAGS[@]}" "${flags[@]}" || rc=$?
+    ${INHERIT_FLAGS[@]+"${INHERIT_FLAGS[@]}"} ${flags[@]+"${flags[@]}"} || rc=$?
   restart_services
   ((rc == 0)) || fail "ec2-bundle-vol failed (exit $rc): $(error_line "$WORK/ec2-bundle-vol.log")" "$EXIT_BUNDLE"
 

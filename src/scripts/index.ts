@@ -8,7 +8,8 @@ export const scripts = {
   'common.sh': () => load(new URL('./common.sh', import.meta.url)),
   'convert.sh': () => load(new URL('./convert.sh', import.meta.url)),
   'bundle.sh': () => load(new URL('./bundle.sh', import.meta.url)),
-  'bundle-checks.sh': () => load(new URL('./bundle-checks.sh', import.meta.url))
+  'bundle-checks.sh': () => load(new URL('./bundle-checks.sh', import.meta.url)),
+  'ssm-get-parameter.rb': () => load(new URL('./ssm-get-parameter.rb', import.meta.url))
 } as const
 
 export type ScriptName = keyof typeof scripts
@@ -17,5 +18,5 @@ export type EntryScript = 'convert.sh' | 'bundle.sh'
 /** The files each entry script sources from its own folder. */
 export const companions: Record<EntryScript, ScriptName[]> = {
   'convert.sh': ['common.sh'],
-  'bundle.sh': ['common.sh', 'bundle-checks.sh']
+  'bundle.sh': ['common.sh', 'bundle-checks.sh', 'ssm-get-parameter.rb']
 }

@@ -172,6 +172,40 @@ describe('bundle preflight', () => {
     expect(r.message).toContain('AmazonSSMManagedInstanceCore')
   })
 
+  it('says that an Ubuntu 10.04 source cannot run the SSM agent (kernel 3.2 or later)', async () => {
+    const account = bundleAccount({
+      pingStatus: 'unknown',
+      instance: sourceInstance({ ImageId: 'ami-0000000000000a1cd' })
+    })
+    account.images.set('ami-0000000000000a1cd', {
+      name: 'ubuntu/images/ubuntu-lucid-10.04-amd64-server-20150427',
+      location: 'x',
+      state: 0
+    })
+    const settings = bundleSettings()
+    const ctx = runContext(settings, account.clients)
+    const result = await runPipeline(planSteps(settings), ctx, {
+      remove: resourceRemover(account.clients, { pollDelayMs: 1 }),
+      log: ctx.log
+    })
+    expect(result.ok).toBe(false)
+    const message = result.ok ? '' : messageOf(result.error)
+    expect(message).toBe(
+      `The source instance ${INSTANCE} is not known to SSM and its AMI ami-0000000000000a1cd is 'ubuntu/images/ubuntu-lucid-10.04-amd64-server-20150427': the SSM agent needs Linux kernel 3.2 or later, so sources older than Ubuntu 12.04 (10.04 runs 2.6.32) cannot be bundled through SSM: bundle those by hand with ec2-bundle-vol (see the README, "Sources the action cannot reach")`
+    )
+    expect(ctx.ledger.entries()).toEqual([])
+  })
+
+  it('names the kernel requirement too when the AMI does not tell the release', async () => {
+    const r = await preflight({
+      pingStatus: 'ConnectionLost',
+      instance: sourceInstance({ ImageId: 'ami-0000000000000dead' })
+    })
+    expectNothingCreated(r)
+    expect(r.message).toContain('AmazonSSMManagedInstanceCore')
+    expect(r.message).toContain('the SSM agent needs Linux kernel 3.2 or later')
+  })
+
   it('refuses an hvm root device ec2-bundle-vol cannot map', async () => {
     const r = await preflight({ instance: sourceInstance({ RootDeviceName: '/dev/sdf' }) })
     expectNothingCreated(r)

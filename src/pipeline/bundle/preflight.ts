@@ -81,12 +81,40 @@ function checkSource(instance: Instance, region: string): void {
     )
 }
 
-async function checkOnline(ctx: RunContext, instanceId: string): Promise<void> {
+/**
+ * "Linux systems require kernel version 3.2 or above" (amazon-ssm-agent README, prerequisites;
+ * release 3.1.90.0: "Minimum supported linux kernel version for linux 64bit is 3.2+"). Ubuntu
+ * 10.04 runs 2.6.32 and older releases older kernels: no agent, so no bundling through SSM.
+ */
+export const SSM_KERNEL_NOTE =
+  'the SSM agent needs Linux kernel 3.2 or later, so sources older than Ubuntu 12.04 (10.04 runs 2.6.32) cannot be bundled through SSM: bundle those by hand with ec2-bundle-vol (see the README, "Sources the action cannot reach")'
+
+/** Ubuntu releases before 12.04, as Canonical's AMI names and descriptions spell them. */
+const PRE_3_2_UBUNTU = /\b(lucid|karmic|jaunty|intrepid|hardy|10\.04|9\.10|9\.04|8\.10|8\.04)\b/i
+
+/** The source AMI's name or description when it says the OS is too old for the agent. */
+async function tooOldForSsm(ec2: EC2Client, instance: Instance): Promise<string | undefined> {
+  if (!instance.ImageId) return undefined
+  try {
+    const out = await ec2.send(new DescribeImagesCommand({ ImageIds: [instance.ImageId] }))
+    const image = out.Images?.find((i) => i.ImageId === instance.ImageId)
+    const said = [image?.Name, image?.Description].find((t) => t && PRE_3_2_UBUNTU.test(t))
+    return said ? `its AMI ${instance.ImageId} is '${said}'` : undefined
+  } catch {
+    return undefined // a deregistered or foreign AMI tells nothing
+  }
+}
+
+async function checkOnline(ctx: RunContext, instance: Instance): Promise<void> {
+  const instanceId = instance.InstanceId as string
   const status = await ssmPingStatus(ctx.clients.ssm, instanceId)
-  if (status !== 'Online')
-    throw new Error(
-      `The source instance ${instanceId} is ${status === undefined ? 'not known to SSM' : `${status} in SSM`}, so no command can run on it; ${SSM_ONLINE_FIX}`
-    )
+  if (status === 'Online') return
+  const where = status === undefined ? 'not known to SSM' : `${status} in SSM`
+  const old = await tooOldForSsm(ctx.clients.ec2, instance)
+  if (old) throw new Error(`The source instance ${instanceId} is ${where} and ${old}: ${SSM_KERNEL_NOTE}`)
+  throw new Error(
+    `The source instance ${instanceId} is ${where}, so no command can run on it; ${SSM_ONLINE_FIX} (and ${SSM_KERNEL_NOTE})`
+  )
 }
 
 async function checkAmiNameFree(ec2: EC2Client, name: string): Promise<void> {
@@ -146,7 +174,7 @@ export function bundlePreflight(now: () => Date = () => new Date()): Step<RunCon
         )
       s.accountId = ownerId
       s.facts = imageFacts(instance, ctx)
-      await checkOnline(ctx, instanceId)
+      await checkOnline(ctx, instance)
 
       await checkBucketRegion(clients.s3, s.bucket, settings.region)
       await checkBucketAcceptsAcls(clients.s3, s.bucket, ctx.log)
