@@ -32,8 +32,10 @@ export const registerInstanceStoreImage: Step<RunContext> = {
         RamdiskId: paravirtual ? facts.ramdiskId : undefined,
         RootDeviceName: facts.rootDeviceName,
         BlockDeviceMappings: EPHEMERAL_MAPPINGS,
-        EnaSupport: facts.enaSupport,
-        SriovNetSupport: ctx.settings.ami.sriovNetSupport,
+        // "This option is supported only for HVM AMIs. Specifying this option with a PV AMI can
+        // make instances launched from the AMI unreachable." (RegisterImage EnaSupport/SriovNetSupport)
+        EnaSupport: paravirtual ? undefined : facts.enaSupport,
+        SriovNetSupport: paravirtual ? undefined : ctx.settings.ami.sriovNetSupport,
         TagSpecifications: [{ ResourceType: 'image', Tags: tagsFor(ctx, name) }]
       })
     )
