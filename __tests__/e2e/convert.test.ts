@@ -289,4 +289,35 @@ suite(title, () => {
     },
     CONVERT_TIMEOUT_MS
   )
+
+  // Runs last: what scripts/aws-proxy.mjs saw of every request dist/index.js sent in this suite.
+  it('sent only requests that keep the AWS contract rules, and waited through NotFound and pending states', async () => {
+    const report = await session.proxyReport()
+    expect(report.violations).toEqual([])
+    // Non-vacuous: the proxy decoded and checked the calls of every service.
+    for (const op of [
+      'RegisterImage',
+      'CreateVolume',
+      'AttachVolume',
+      'CreateSnapshot',
+      'SendCommand',
+      'PutParameter',
+      'GetObject'
+    ])
+      expect([op, report.checked[op] ?? 0]).toEqual([op, expect.any(Number)])
+    expect(
+      Math.min(
+        ...['RegisterImage', 'CreateVolume', 'SendCommand', 'GetObject'].map((op) => report.checked[op] ?? 0)
+      )
+    ).toBeGreaterThan(0)
+    // Every waiting path met what AWS does: NotFound right after creation, then a pending state.
+    const { served } = report
+    expect(served.notFound.some((id) => id.startsWith('vol-'))).toBe(true)
+    expect(served.notFound.some((id) => id.startsWith('snap-'))).toBe(true)
+    expect(served.notFound.some((id) => id.startsWith('ami-'))).toBe(true)
+    expect(served.creating.length).toBeGreaterThan(0)
+    expect(served.attaching.length).toBeGreaterThan(0)
+    expect(served.snapshotPending.length).toBeGreaterThan(0)
+    expect(served.imagePending.length).toBeGreaterThan(0)
+  })
 })
