@@ -149,6 +149,8 @@ describe('bundle mode', () => {
     )
     const registers = account.ec2.commandCalls(RegisterImageCommand).map((c) => c.args[0].input)
     expect(registers[0]?.DryRun).toBe(true)
+    // Preflight's probe is the real request (tags included), with DryRun.
+    expect({ ...registers[0], DryRun: undefined }).toEqual(registers[1])
     expect(registers[1]).toEqual({
       Name: 'web-instance-store',
       Description: `instance-to-ebs: bundle of ${INSTANCE}`,
