@@ -238,6 +238,8 @@ const bad: Array<[string, Record<string, string>, string, Record<string, string>
   ['tag without =', { tags: 'team' }, 'tags'],
   ['tag aws: prefix', { tags: 'aws:cloudformation=1' }, 'tags'],
   ['tag duplicate key', { tags: 'a=1,a=2' }, 'tags'],
+  ['tag key of 128 characters (EC2 takes 127)', { tags: `${'k'.repeat(128)}=1` }, 'tags'],
+  ['tag value of 257 characters', { tags: `a=${'v'.repeat(257)}` }, 'tags'],
   ['volume type st1', { 'volume-type': 'st1' }, 'volume-type'],
   ['volume size zero', { 'volume-size': '0' }, 'volume-size'],
   ['volume size too big', { 'volume-size': '16385' }, 'volume-size'],

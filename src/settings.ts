@@ -245,11 +245,19 @@ function parseTags(p: InputParser): Tag[] {
     const eq = item.indexOf('=')
     const key = eq > 0 ? item.slice(0, eq).trim() : ''
     const value = eq > 0 ? item.slice(eq + 1).trim() : ''
-    if (key === '' || key.length > 128 || value.length > 256 || /^aws:/i.test(key) || seen.has(key)) {
+    // EC2's Tag: "Tag keys are case-sensitive and accept a maximum of 127 Unicode characters. May not
+    // begin with aws:." and "Tag values ... accept a maximum of 256 Unicode characters."
+    if (
+      key === '' ||
+      [...key].length > 127 ||
+      [...value].length > 256 ||
+      /^aws:/i.test(key) ||
+      seen.has(key)
+    ) {
       p.problem(
         'tags',
         item,
-        "key=value pairs, comma or newline separated, unique keys of 1-128 characters not starting with 'aws:', values up to 256 characters"
+        "key=value pairs, comma or newline separated, unique keys of 1-127 characters not starting with 'aws:', values up to 256 characters"
       )
       continue
     }
