@@ -23,7 +23,12 @@ interface PolicyDocument {
   Statement: Statement[]
 }
 
-const POLICIES = ['runner-role', 'source-instance-profile', 'helper-instance-profile'] as const
+const POLICIES = [
+  'runner-role',
+  'runner-role-replace',
+  'source-instance-profile',
+  'helper-instance-profile'
+] as const
 const policy = (name: (typeof POLICIES)[number]) =>
   JSON.parse(text(`policies/${name}.json`)) as PolicyDocument
 const list = (v: string | string[]) => (Array.isArray(v) ? v : [v])
@@ -255,11 +260,28 @@ describe('runner-role.json', () => {
   })
 
   it('terminates and deletes only what carries the run tag', () => {
-    for (const action of ['ec2:TerminateInstances', 'ec2:DeleteVolume'])
+    for (const action of [
+      'ec2:TerminateInstances',
+      'ec2:DeleteVolume',
+      'ec2:DeregisterImage',
+      'ec2:DeleteSnapshot'
+    ])
       for (const s of grants(doc, action))
         expect(s.Condition?.Null?.['aws:ResourceTag/instance-to-ebs:run']).toBe('false')
     for (const s of grants(doc, 'ec2:CreateTags'))
       expect(s.Condition?.StringEquals?.['ec2:CreateAction']).toBeDefined()
+  })
+})
+
+describe('runner-role-replace.json', () => {
+  const doc = policy('runner-role-replace')
+  it('adds only the rights to replace an AMI the action did not make: deregister it, delete its snapshots', () => {
+    expect(grantedActions(doc)).toEqual(['ec2:DeleteSnapshot', 'ec2:DeregisterImage'])
+    expect(doc.Statement.every((s) => s.Condition === undefined)).toBe(true)
+  })
+  it('grants nothing the code does not call', () => {
+    const used = new Set(sdkCalls().map((c) => c.action))
+    expect(grantedActions(doc).filter((a) => !used.has(a))).toEqual([])
   })
 })
 

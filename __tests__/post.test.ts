@@ -25,12 +25,12 @@ describe('post', () => {
     const ec2 = mockClient(EC2Client)
     const ssm = mockClient(SSMClient)
     const calls: string[] = []
-    ec2.on(TerminateInstancesCommand).callsFake(async () => void calls.push('terminate i-1'))
-    ec2.on(DetachVolumeCommand).callsFake(async () => void calls.push('detach vol-1'))
-    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Attachments: [] }] })
-    ec2.on(DeleteVolumeCommand).callsFake(async () => void calls.push('delete vol-1'))
-    ec2.on(DeleteSnapshotCommand).callsFake(async () => void calls.push('delete snap-1'))
-    ec2.on(DeregisterImageCommand).callsFake(async () => void calls.push('deregister ami-1'))
+    ec2.on(TerminateInstancesCommand).callsFake(async () => void calls.push('terminate i-00000001'))
+    ec2.on(DetachVolumeCommand).callsFake(async () => void calls.push('detach vol-00000001'))
+    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-00000001', Attachments: [] }] })
+    ec2.on(DeleteVolumeCommand).callsFake(async () => void calls.push('delete vol-00000001'))
+    ec2.on(DeleteSnapshotCommand).callsFake(async () => void calls.push('delete snap-00000001'))
+    ec2.on(DeregisterImageCommand).callsFake(async () => void calls.push('deregister ami-00000001'))
     ssm.on(DeleteParameterCommand).callsFake(async () => void calls.push('delete parameter'))
     ssm.on(CancelCommandCommand).callsFake(async () => void calls.push('cancel command'))
     ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Cancelled', StatusDetails: 'Cancelled' })
@@ -38,13 +38,23 @@ describe('post', () => {
     // The main process records as it goes (through core.saveState into GITHUB_STATE), then dies.
     await withEnv({ ...files.env }, async () => {
       const ledger = new Ledger('eu-west-1')
-      ledger.record({ kind: 'instance', id: 'i-1', removeOn: 'always' })
+      ledger.record({ kind: 'instance', id: 'i-00000001', removeOn: 'always' })
       ledger.record({ kind: 'parameter', id: '/instance-to-ebs/key', removeOn: 'always' })
-      ledger.record({ kind: 'volume', id: 'vol-1', removeOn: 'always' })
-      ledger.record({ kind: 'attachment', id: 'vol-1', removeOn: 'always', detail: { instanceId: 'i-1' } })
-      ledger.record({ kind: 'command', id: 'cmd-1', removeOn: 'always', detail: { instanceId: 'i-1' } })
-      ledger.record({ kind: 'snapshot', id: 'snap-1', removeOn: 'failure' })
-      ledger.record({ kind: 'image', id: 'ami-1', removeOn: 'failure' })
+      ledger.record({ kind: 'volume', id: 'vol-00000001', removeOn: 'always' })
+      ledger.record({
+        kind: 'attachment',
+        id: 'vol-00000001',
+        removeOn: 'always',
+        detail: { instanceId: 'i-00000001' }
+      })
+      ledger.record({
+        kind: 'command',
+        id: 'cmd-1',
+        removeOn: 'always',
+        detail: { instanceId: 'i-00000001' }
+      })
+      ledger.record({ kind: 'snapshot', id: 'snap-00000001', removeOn: 'failure' })
+      ledger.record({ kind: 'image', id: 'ami-00000001', removeOn: 'failure' })
     })
     const state = files.state()
     const stateEnv = Object.fromEntries(Object.entries(state).map(([k, v]) => [`STATE_${k}`, v]))
@@ -54,17 +64,20 @@ describe('post', () => {
       () => post()
     )
     expect(calls).toEqual([
-      'deregister ami-1',
-      'delete snap-1',
+      'deregister ami-00000001',
+      'delete snap-00000001',
       'cancel command',
-      'detach vol-1',
-      'delete vol-1',
+      'detach vol-00000001',
+      'delete vol-00000001',
       'delete parameter',
-      'terminate i-1'
+      'terminate i-00000001'
     ])
     expect(report.problems).toEqual([])
     expect(report.removed).toHaveLength(7)
-    expect(ec2).toHaveReceivedCommandWith(DetachVolumeCommand, { VolumeId: 'vol-1', InstanceId: 'i-1' })
+    expect(ec2).toHaveReceivedCommandWith(DetachVolumeCommand, {
+      VolumeId: 'vol-00000001',
+      InstanceId: 'i-00000001'
+    })
     // What post removed is forgotten in the state too.
     expect(JSON.parse(files.state().ledger as string)).toEqual([])
     ec2.restore()
@@ -147,13 +160,13 @@ describe('post', () => {
       .on(DeregisterImageCommand)
       .rejects(Object.assign(new Error('not yours'), { name: 'UnauthorizedOperation' }))
     const ledger = JSON.stringify([
-      { kind: 'snapshot', id: 'snap-2', region: 'us-east-1', removeOn: 'failure', step: 'snapshot' },
-      { kind: 'image', id: 'ami-2', region: 'us-east-1', removeOn: 'failure', step: 'register' }
+      { kind: 'snapshot', id: 'snap-00000002', region: 'us-east-1', removeOn: 'failure', step: 'snapshot' },
+      { kind: 'image', id: 'ami-00000002', region: 'us-east-1', removeOn: 'failure', step: 'register' }
     ])
     const files = runnerFiles()
     const report = await withEnv({ STATE_ledger: ledger, GITHUB_STATE: files.env.GITHUB_STATE }, () => post())
-    expect(report.removed).toEqual(['snapshot snap-2'])
-    expect(report.problems).toEqual(['could not remove image ami-2: not yours'])
+    expect(report.removed).toEqual(['snapshot snap-00000002'])
+    expect(report.problems).toEqual(['could not remove image ami-00000002: not yours'])
     ec2.restore()
   })
 })

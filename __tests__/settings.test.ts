@@ -28,6 +28,21 @@ describe('readSettings: valid inputs', () => {
     expect(s.timeoutMinutes).toBe(120)
     expect(s.maxAttempts).toBe(8)
     expect(s.dryRun).toBe(false)
+    expect(s.credentialsExpiration).toBeUndefined()
+  })
+
+  it('reads credentials-expiration as configure-aws-credentials gives it, and prefixes with dots inside names', () => {
+    const s = read({ ...convertInputs, 'credentials-expiration': '2026-01-01T13:00:00.000Z' })
+    expect(s.credentialsExpiration?.toISOString()).toBe('2026-01-01T13:00:00.000Z')
+    expect(
+      read({
+        ...convertInputs,
+        'credentials-expiration': '2026-01-01T13:00:00+02:00'
+      }).credentialsExpiration?.toISOString()
+    ).toBe('2026-01-01T11:00:00.000Z')
+    expect(read({ ...fullInputs, 's3-prefix': 'builds/v1.2/web..old' }).bundle.prefix).toBe(
+      'builds/v1.2/web..old'
+    )
   })
 
   it('defaults to full mode for a source instance and derives a timestamped prefix', () => {
@@ -194,6 +209,16 @@ const bad: Array<[string, Record<string, string>, string, Record<string, string>
   ['bucket xn-- prefix', { 's3-bucket': 'xn--bucket' }, 's3-bucket', fullInputs],
   ['bucket with underscore', { 's3-bucket': 'my_bucket' }, 's3-bucket', fullInputs],
   ['prefix leading slash', { 's3-prefix': '/bundles' }, 's3-prefix', fullInputs],
+  ['prefix with a .. segment', { 's3-prefix': 'a/../../b' }, 's3-prefix', fullInputs],
+  ['prefix with a . segment', { 's3-prefix': 'a/./b' }, 's3-prefix', fullInputs],
+  ['prefix with an empty segment', { 's3-prefix': 'a//b' }, 's3-prefix', fullInputs],
+  ['prefix that is ..', { 's3-prefix': '..' }, 's3-prefix', fullInputs],
+  ['credentials-expiration not a time', { 'credentials-expiration': 'tomorrow' }, 'credentials-expiration'],
+  [
+    'credentials-expiration without a zone',
+    { 'credentials-expiration': '2026-01-01T13:00:00' },
+    'credentials-expiration'
+  ],
   ['prefix trailing slash', { 's3-prefix': 'bundles/' }, 's3-prefix', fullInputs],
   ['prefix with characters bundle.sh cannot pass', { 's3-prefix': "it's(here)" }, 's3-prefix', fullInputs],
   ['bundle-exclude with a space', { 'bundle-exclude': '/var/my files' }, 'bundle-exclude', fullInputs],
@@ -213,6 +238,8 @@ const bad: Array<[string, Record<string, string>, string, Record<string, string>
   ['tag without =', { tags: 'team' }, 'tags'],
   ['tag aws: prefix', { tags: 'aws:cloudformation=1' }, 'tags'],
   ['tag duplicate key', { tags: 'a=1,a=2' }, 'tags'],
+  ['tag key of 128 characters (EC2 takes 127)', { tags: `${'k'.repeat(128)}=1` }, 'tags'],
+  ['tag value of 257 characters', { tags: `a=${'v'.repeat(257)}` }, 'tags'],
   ['volume type st1', { 'volume-type': 'st1' }, 'volume-type'],
   ['volume size zero', { 'volume-size': '0' }, 'volume-size'],
   ['volume size too big', { 'volume-size': '16385' }, 'volume-size'],

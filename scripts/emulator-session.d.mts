@@ -68,12 +68,28 @@ export interface Inventory {
   instances: string[]
 }
 
+export interface ProxyReport {
+  violations: { operation: string; rule: string; message: string }[]
+  checked: Record<string, number>
+  served: {
+    notFound: string[]
+    creating: string[]
+    attaching: string[]
+    snapshotPending: string[]
+    imagePending: string[]
+  }
+}
+
 export class EmulatorSession {
   constructor(options?: { amis?: MotoAmi[]; log?: (line: string) => void })
   readonly dir: string
   motoUrl: string
   standinUrl: string
   standinLog: string
+  /** The contract proxy (scripts/aws-proxy.mjs) the action talks to. */
+  proxyUrl: string
+  proxyLog: string
+  proxyReport(): Promise<ProxyReport>
   loopDevices: boolean
   ec2: EC2Client
   s3: S3Client

@@ -38,6 +38,7 @@ export const HELPER_AMI_ID = 'ami-0e5e1c0de0a1b2c3d'
 
 const EMULATOR_SH = join(REPO, 'scripts', 'emulator.sh')
 const STANDIN = join(REPO, 'scripts', 'ssm-standin.mjs')
+const PROXY = join(REPO, 'scripts', 'aws-proxy.mjs')
 
 /** An instance-store AMI in moto's MOTO_AMIS_PATH format (RegisterImage cannot make one). */
 export function instanceStoreAmi({ amiId, name, imageLocation }) {
@@ -230,16 +231,19 @@ export class EmulatorSession {
     this.motoUrl = ''
     this.standinUrl = ''
     this.standinLog = ''
+    /** scripts/aws-proxy.mjs: checks every request of the action against the contract rules, adds AWS's delays. */
+    this.proxyUrl = ''
+    this.proxyLog = ''
     /** True when the stand-in can give commands loop devices (root); the convert needs it. */
     this.loopDevices = false
     this.stopped = false
   }
 
-  /** The SDK settings the action gets: moto for everything, the stand-in for SSM, dummy credentials. */
+  /** The SDK settings the action gets: the contract proxy in front of moto and the SSM stand-in, dummy credentials. */
   awsEnv() {
     return {
-      AWS_ENDPOINT_URL: this.motoUrl,
-      AWS_ENDPOINT_URL_SSM: this.standinUrl,
+      AWS_ENDPOINT_URL: this.proxyUrl,
+      AWS_ENDPOINT_URL_SSM: this.proxyUrl,
       AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
       AWS_REGION: REGION,
@@ -263,6 +267,29 @@ export class EmulatorSession {
     this.ssm = new SSMClient(clientOptions)
     await this.checkSeeded()
     await this.startStandin()
+    await this.startProxy()
+  }
+
+  async startProxy() {
+    this.proxy = spawn(process.execPath, [PROXY], {
+      env: { ...process.env, I2E_MOTO_URL: this.motoUrl, I2E_SSM_URL: this.standinUrl },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true
+    })
+    this.proxy.stderr.setEncoding('utf8').on('data', (s) => {
+      this.proxyLog += s
+    })
+    const exited = once(this.proxy, 'exit').then(() => {
+      throw new Error(`the AWS contract proxy exited while starting: ${this.proxyLog.trim()}`)
+    })
+    const [line] = await Promise.race([once(this.proxy.stdout.setEncoding('utf8'), 'data'), exited])
+    this.proxyUrl = /^AWS_PROXY_URL=(\S+)/.exec(line)?.[1] ?? ''
+    if (!this.proxyUrl) throw new Error(`the AWS contract proxy printed no address: ${line}`)
+  }
+
+  /** What the proxy saw: contract violations, requests checked per operation, pending states served. */
+  async proxyReport() {
+    return (await fetch(`${this.proxyUrl}/_proxy/report`)).json()
   }
 
   /** An external moto (I2E_MOTO_URL) ignores our AMIs file: say how to start it instead. */
@@ -411,6 +438,11 @@ export class EmulatorSession {
   async stop() {
     if (this.stopped) return
     this.stopped = true
+    if (this.proxy && this.proxy.exitCode === null && this.proxy.signalCode === null) {
+      const exited = once(this.proxy, 'exit')
+      this.proxy.kill('SIGTERM')
+      await exited
+    }
     if (this.standin && this.standin.exitCode === null && this.standin.signalCode === null) {
       const exited = once(this.standin, 'exit')
       this.standin.kill('SIGTERM')

@@ -4,7 +4,13 @@ import * as core from '@actions/core'
 import { destroyClients, makeClients } from './aws/clients.js'
 import { ATTEMPTS_STATE, LEDGER_STATE, Ledger, REGION_STATE } from './pipeline/ledger.js'
 import { resourceRemover } from './pipeline/resources.js'
-import { type CleanupReport, removeOne, actionsLogger, messageOf } from './pipeline/runner.js'
+import {
+  actionsLogger,
+  type CleanupReport,
+  messageOf,
+  removeOne,
+  reportLeftAfterExpiry
+} from './pipeline/runner.js'
 
 export async function post(): Promise<CleanupReport> {
   const report: CleanupReport = { removed: [], kept: [], problems: [] }
@@ -29,6 +35,7 @@ export async function post(): Promise<CleanupReport> {
     await core.group(`Cleaning up ${pending.length} resource(s) the main step left`, async () => {
       for (const resource of pending) await removeOne(resource, ledger, remove, report, actionsLogger)
     })
+    reportLeftAfterExpiry(ledger.entries(), report, actionsLogger)
   } finally {
     destroyClients(clients)
   }

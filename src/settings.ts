@@ -71,6 +71,8 @@ export interface Settings {
   timeoutMinutes: number
   maxAttempts: number
   logGroup?: string
+  /** When the credentials expire, as given by the credentials-expiration input. */
+  credentialsExpiration?: Date
 }
 
 export class SettingsError extends Error {
@@ -178,6 +180,24 @@ class InputParser {
     return items.filter((item) => pattern.test(item))
   }
 
+  /** An ISO 8601 time with its zone, such as aws-actions/configure-aws-credentials' aws-expiration output. */
+  timestamp(name: string): Date | undefined {
+    const value = this.raw(name)
+    if (value === '') return undefined
+    const time = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.test(value)
+      ? new Date(value)
+      : undefined
+    if (!time || Number.isNaN(time.getTime())) {
+      this.problem(
+        name,
+        value,
+        'an ISO 8601 time with its zone, such as 2026-01-01T13:00:00Z (the aws-expiration output)'
+      )
+      return undefined
+    }
+    return time
+  }
+
   /** A PEM value from a secret: masked before anything else, never echoed. */
   secret(name: string, pattern: RegExp, accepted: string): string | undefined {
     const value = this.read(name).trim()
@@ -225,11 +245,19 @@ function parseTags(p: InputParser): Tag[] {
     const eq = item.indexOf('=')
     const key = eq > 0 ? item.slice(0, eq).trim() : ''
     const value = eq > 0 ? item.slice(eq + 1).trim() : ''
-    if (key === '' || key.length > 128 || value.length > 256 || /^aws:/i.test(key) || seen.has(key)) {
+    // EC2's Tag: "Tag keys are case-sensitive and accept a maximum of 127 Unicode characters. May not
+    // begin with aws:." and "Tag values ... accept a maximum of 256 Unicode characters."
+    if (
+      key === '' ||
+      [...key].length > 127 ||
+      [...value].length > 256 ||
+      /^aws:/i.test(key) ||
+      seen.has(key)
+    ) {
       p.problem(
         'tags',
         item,
-        "key=value pairs, comma or newline separated, unique keys of 1-128 characters not starting with 'aws:', values up to 256 characters"
+        "key=value pairs, comma or newline separated, unique keys of 1-127 characters not starting with 'aws:', values up to 256 characters"
       )
       continue
     }
@@ -354,6 +382,9 @@ export function readSettings(
     PREFIX,
     "a key prefix without leading or trailing '/', of letters, digits and / . _ - only"
   )
+  // Tools that build URLs from the prefix may normalise '..', '.' and '//' away: refuse them.
+  if (prefixInput?.split('/').some((segment) => segment === '' || segment === '.' || segment === '..'))
+    p.problem('s3-prefix', prefixInput, "a key prefix without empty, '.' or '..' segments (a/b/c)")
 
   const virtualizationType = p.oneOf<VirtualizationType>('virtualization-type', ['hvm', 'paravirtual'])
   const rootDeviceName = p.optional(
@@ -403,6 +434,7 @@ export function readSettings(
     LOG_GROUP,
     'a CloudWatch Logs group name (letters, digits, . - _ / #)'
   )
+  const credentialsExpiration = p.timestamp('credentials-expiration')
 
   // Combinations.
   if (kmsKeyId !== undefined && !encrypted) p.problems.push("'kms-key-id' needs 'encrypted: true'")
@@ -568,6 +600,7 @@ export function readSettings(
     dryRun,
     timeoutMinutes,
     maxAttempts,
-    logGroup
+    logGroup,
+    credentialsExpiration
   }
 }

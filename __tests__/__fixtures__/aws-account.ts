@@ -12,6 +12,7 @@ import * as s3 from '@aws-sdk/client-s3'
 import * as ssm from '@aws-sdk/client-ssm'
 import { type AwsClientStub, type AwsStub, mockClient } from 'aws-sdk-client-mock'
 import type { Clients } from '../../src/aws/clients.js'
+import { enforceContract } from './contract.js'
 
 // biome-ignore lint/suspicious/noExplicitAny: inputs of many operations, read loosely by the fake
 type In = Record<string, any>
@@ -558,6 +559,8 @@ export function wireAccount(clients: Clients, account: FakeAccount): void {
   const middleware =
     (_next: unknown, context: { commandName?: string }) => async (args: { input: object }) => {
       const op = String(context.commandName).replace(/Command$/, '')
+      const refused = enforceContract(op, args.input)
+      if (refused) throw refused
       const output = await account.handle(op, args.input as In)
       return {
         output: { $metadata: {}, ...output },

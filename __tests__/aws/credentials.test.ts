@@ -29,6 +29,53 @@ describe('runMinutes', () => {
   })
 })
 
+const session = (expiration?: Date) =>
+  clientsWith(async () => ({
+    accessKeyId: 'ASIAEXAMPLE',
+    secretAccessKey: 'x',
+    sessionToken: 'token',
+    expiration
+  }))
+
+describe('checkCredentialLifetime with aws-actions/configure-aws-credentials (no expiry in the credentials)', () => {
+  it('takes the expiry from the credentials-expiration input', async () => {
+    const warnings: string[] = []
+    const r = await checkCredentialLifetime(
+      session(),
+      { ...convert, credentialsExpiration: inMinutes(60) },
+      now,
+      (m) => warnings.push(m)
+    )
+    expect(r).toMatchObject({ source: 'input', expiresAt: inMinutes(60) })
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toContain('expire at 2026-01-01T13:00:00.000Z, in 60 min')
+    expect(warnings[0]).toContain('role-duration-seconds: 9900')
+  })
+
+  it('without the input, takes session credentials of unknown age to last the 1-hour OIDC default', async () => {
+    const warnings: string[] = []
+    const r = await checkCredentialLifetime(session(), convert, now, (m) => warnings.push(m))
+    expect(r).toMatchObject({ source: 'assumed', expiresAt: inMinutes(60) })
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toContain('session credentials of unknown age')
+    expect(warnings[0]).toContain(
+      ['credentials-expiration: $', '{{ steps.<id>.outputs.aws-expiration }}'].join('')
+    )
+  })
+
+  it('says nothing when the input gives enough time, or for long-term keys', async () => {
+    const warnings: string[] = []
+    await checkCredentialLifetime(
+      session(),
+      { ...convert, credentialsExpiration: inMinutes(300) },
+      now,
+      (m) => warnings.push(m)
+    )
+    await checkCredentialLifetime(keys(), convert, now, (m) => warnings.push(m))
+    expect(warnings).toEqual([])
+  })
+})
+
 describe('checkCredentialLifetime', () => {
   it('warns before starting when a one-hour OIDC session is shorter than the run', async () => {
     const warnings: string[] = []

@@ -287,4 +287,37 @@ suite(title, () => {
     },
     CONVERT_TIMEOUT_MS
   )
+
+  // Runs last: what scripts/aws-proxy.mjs saw of every request dist/index.js sent in this suite.
+  it('sent only requests that keep the AWS contract rules, and waited through NotFound and pending states', async () => {
+    const report = await session.proxyReport()
+    const served = Object.fromEntries(Object.entries(report.served).map(([k, v]) => [k, v.length]))
+    const checked = Object.values(report.checked).reduce((a, b) => a + b, 0)
+    console.info(`aws-proxy: ${checked} requests checked, pending states served ${JSON.stringify(served)}`)
+    expect(report.violations).toEqual([])
+    // Non-vacuous: the proxy decoded and checked the calls of every service.
+    for (const op of [
+      'RegisterImage',
+      'CreateVolume',
+      'AttachVolume',
+      'CreateSnapshot',
+      'SendCommand',
+      'PutParameter',
+      'GetObject'
+    ])
+      expect([op, report.checked[op] ?? 0]).toEqual([op, expect.any(Number)])
+    expect(
+      Math.min(
+        ...['RegisterImage', 'CreateVolume', 'SendCommand', 'GetObject'].map((op) => report.checked[op] ?? 0)
+      )
+    ).toBeGreaterThan(0)
+    // Every waiting path met what AWS does: NotFound right after creation, then a pending state.
+    expect(report.served.notFound.some((id) => id.startsWith('vol-'))).toBe(true)
+    expect(report.served.notFound.some((id) => id.startsWith('snap-'))).toBe(true)
+    expect(report.served.notFound.some((id) => id.startsWith('ami-'))).toBe(true)
+    expect(report.served.creating.length).toBeGreaterThan(0)
+    expect(report.served.attaching.length).toBeGreaterThan(0)
+    expect(report.served.snapshotPending.length).toBeGreaterThan(0)
+    expect(report.served.imagePending.length).toBeGreaterThan(0)
+  })
 })

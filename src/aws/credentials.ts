@@ -1,6 +1,12 @@
 // Credentials that expire mid-run fail the run late, often during cleanup. OIDC role sessions
 // last one hour unless asked otherwise, so compare the expiry with the longest this run may
 // take and say how to fix it before anything is created.
+//
+// Where the expiry is: aws-actions/configure-aws-credentials exports only AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, and the SDK reads an expiry only from
+// AWS_CREDENTIAL_EXPIRATION, so the credentials say nothing. That action's aws-expiration output,
+// passed as credentials-expiration, does; without it, session credentials (a session token) of
+// unknown age are taken to expire after the one-hour OIDC default.
 import * as core from '@actions/core'
 import type { Settings } from '../settings.js'
 import type { Clients } from './clients.js'
@@ -17,9 +23,14 @@ export function runMinutes(settings: Pick<Settings, 'mode' | 'timeoutMinutes' | 
   return commands * settings.timeoutMinutes + OVERHEAD_MINUTES
 }
 
+/** role-duration-seconds' default for OIDC in aws-actions/configure-aws-credentials. */
+export const ASSUMED_SESSION_MINUTES = 60
+
 export interface CredentialLifetime {
   /** When the credentials expire; undefined when they do not (long-term keys) or are unknown. */
   expiresAt?: Date
+  /** Where expiresAt comes from. */
+  source?: 'input' | 'credentials' | 'assumed'
   neededMinutes: number
   /** The warning given, if any. */
   warning?: string
@@ -31,30 +42,45 @@ export const suggestedSeconds = (minutes: number): number =>
 
 export async function checkCredentialLifetime(
   clients: Pick<Clients, 'ec2'>,
-  settings: Pick<Settings, 'mode' | 'timeoutMinutes' | 'dryRun'>,
+  settings: Pick<Settings, 'mode' | 'timeoutMinutes' | 'dryRun' | 'credentialsExpiration'>,
   now: Date = new Date(),
   warn: (message: string) => void = (m) => core.warning(m)
 ): Promise<CredentialLifetime> {
   const neededMinutes = runMinutes(settings)
-  let expiresAt: Date | undefined
-  try {
-    expiresAt = (await clients.ec2.config.credentials()).expiration
-  } catch {
-    // No credentials at all: the first AWS call reports that, with its own hint.
-    return { neededMinutes }
+  let expiresAt: Date | undefined = settings.credentialsExpiration
+  let source: CredentialLifetime['source'] = expiresAt ? 'input' : undefined
+  if (!expiresAt) {
+    let credentials: { expiration?: Date; sessionToken?: string }
+    try {
+      credentials = await clients.ec2.config.credentials()
+    } catch {
+      // No credentials at all: the first AWS call reports that, with its own hint.
+      return { neededMinutes }
+    }
+    if (credentials.expiration) {
+      expiresAt = credentials.expiration
+      source = 'credentials'
+    } else if (credentials.sessionToken) {
+      expiresAt = new Date(now.getTime() + ASSUMED_SESSION_MINUTES * 60000)
+      source = 'assumed'
+    }
   }
   if (!expiresAt) return { neededMinutes }
   const leftMinutes = Math.floor((expiresAt.getTime() - now.getTime()) / 60000)
-  if (leftMinutes >= neededMinutes) return { expiresAt, neededMinutes }
+  if (leftMinutes >= neededMinutes) return { expiresAt, source, neededMinutes }
   const what = settings.dryRun
     ? 'a dry run'
     : `mode ${settings.mode} with timeout-minutes ${settings.timeoutMinutes} (${settings.mode === 'full' ? 'two remote commands' : 'one remote command'} plus about ${OVERHEAD_MINUTES} min for the helper, volume, snapshot, AMI and cleanup)`
   const seconds = suggestedSeconds(neededMinutes)
+  const when =
+    source === 'assumed'
+      ? `The AWS credentials are session credentials of unknown age, taken to expire like an OIDC session of the default ${ASSUMED_SESSION_MINUTES} min (at ${expiresAt.toISOString()} at the latest; pass credentials-expiration: \${{ steps.<id>.outputs.aws-expiration }} from aws-actions/configure-aws-credentials to give the real time)`
+      : `The AWS credentials expire at ${expiresAt.toISOString()}, in ${Math.max(leftMinutes, 0)} min`
   const warning =
-    `The AWS credentials expire at ${expiresAt.toISOString()}, in ${Math.max(leftMinutes, 0)} min, but this run may take up to ${neededMinutes} min: ${what}. ` +
+    `${when}, but this run may take up to ${neededMinutes} min: ${what}. ` +
     `If they expire mid-run, the run fails and cleanup cannot remove what it created. ` +
     `Set role-duration-seconds: ${seconds} in aws-actions/configure-aws-credentials and make sure the role's MaxSessionDuration allows it ` +
     `(role chaining is limited to 1 hour)${settings.dryRun ? '' : ', or lower timeout-minutes'}.`
   warn(warning)
-  return { expiresAt, neededMinutes, warning }
+  return { expiresAt, source, neededMinutes, warning }
 }

@@ -12,7 +12,7 @@ import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { CancelCommandCommand, DeleteParameterCommand } from '@aws-sdk/client-ssm'
 import type { Clients } from '../aws/clients.js'
 import { waitForDetachment } from '../aws/ec2-wait.js'
-import { errorCode } from '../aws/poll.js'
+import { errorCode, poll } from '../aws/poll.js'
 import { stopCommand } from '../aws/stop-command.js'
 import type { Resource } from './ledger.js'
 
@@ -95,7 +95,20 @@ export function resourceRemover(clients: Clients, options: RemoveOptions = {}) {
         await tolerateGone(() => clients.ec2.send(new TerminateInstancesCommand({ InstanceIds: [r.id] })))
         return
       case 'snapshot':
-        await tolerateGone(() => clients.ec2.send(new DeleteSnapshotCommand({ SnapshotId: r.id })))
+        // Removed right after its AMI: EC2 may still count it as in use for a moment.
+        await tolerateGone(() =>
+          poll({
+            what: `snapshot ${r.id} to be released by its deregistered AMI`,
+            timeoutSeconds: 120,
+            minDelayMs: options.pollDelayMs,
+            maxDelayMs: 10000,
+            tolerate: ['InvalidSnapshot.InUse'],
+            check: async () => {
+              await clients.ec2.send(new DeleteSnapshotCommand({ SnapshotId: r.id }))
+              return { done: true, value: undefined }
+            }
+          })
+        )
         return
       case 'image':
         await tolerateGone(() => clients.ec2.send(new DeregisterImageCommand({ ImageId: r.id })))

@@ -41,7 +41,22 @@ export interface CleanupReport {
   removed: string[]
   kept: string[]
   problems: string[]
+  /** Set when a removal failed because the credentials expired: the error code. Nothing more is tried. */
+  credentialsExpired?: string
 }
+
+/** Codes AWS answers with once the session has expired (EC2: RequestExpired; STS tokens: ExpiredToken…). */
+const EXPIRED_CREDENTIALS = new Set([
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'RequestExpired',
+  'TokenRefreshRequired'
+])
+
+const codeOf = (err: unknown): string | undefined =>
+  (err as { Code?: string; code?: string; name?: string } | undefined)?.Code ??
+  (err as { code?: string } | undefined)?.code ??
+  (err as { name?: string } | undefined)?.name
 
 export interface PipelineResult {
   ok: boolean
@@ -157,6 +172,7 @@ async function unwind<C extends StepContext>(
     }
   }
   if (ran.length > 0 || ctx.ledger.entries().length > 0) await log.group('Cleanup', work)
+  reportLeftAfterExpiry(ctx.ledger.entries(), report, log)
   return report
 }
 
@@ -168,15 +184,64 @@ export async function removeOne(
   log: Logger
 ): Promise<void> {
   const name = describeResource(resource)
+  // Every further call would fail the same way: what is left is listed once, with its commands.
+  if (report.credentialsExpired) return
   try {
     await remove(resource)
     ledger.forget(resource.kind, resource.id)
     report.removed.push(name)
     log.info(`removed ${name}`)
   } catch (err) {
+    const code = codeOf(err)
+    if (code && EXPIRED_CREDENTIALS.has(code)) {
+      report.credentialsExpired = code
+      const problem = `could not remove ${name}: the AWS credentials have expired (${code}); cleanup stops here`
+      report.problems.push(problem)
+      log.warning(problem)
+      return
+    }
     const problem = `could not remove ${name}: ${messageOf(err)}`
     report.problems.push(problem)
     log.warning(`${problem} (the post step will try again; remove it by hand if it stays)`)
+  }
+}
+
+/** After expired credentials: each resource still recorded, with the AWS CLI command that removes it. */
+export function reportLeftAfterExpiry(left: readonly Resource[], report: CleanupReport, log: Logger): void {
+  if (!report.credentialsExpired || left.length === 0) return
+  const lines = [...left].reverse().map((r) => `  ${describeResource(r)}: ${removalCommand(r)}`)
+  const message = `The AWS credentials expired (${report.credentialsExpired}) during cleanup; ${left.length} resource(s) are left. With fresh credentials, remove them in this order:\n${lines.join('\n')}`
+  report.problems.push(message)
+  log.warning(message)
+}
+
+const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`)
+
+/** The AWS CLI command that removes one recorded resource. */
+export function removalCommand(r: Resource): string {
+  const region = `--region ${shellQuote(r.region)}`
+  const id = shellQuote(r.id)
+  switch (r.kind) {
+    case 'instance':
+      return `aws ec2 terminate-instances ${region} --instance-ids ${id}`
+    case 'command':
+      return `aws ssm cancel-command ${region} --command-id ${id}`
+    case 'attachment':
+      return `aws ec2 detach-volume ${region} --volume-id ${id}${r.detail?.instanceId ? ` --instance-id ${shellQuote(r.detail.instanceId)}` : ''}`
+    case 'volume':
+      return `aws ec2 delete-volume ${region} --volume-id ${id}`
+    case 'parameter':
+      return `aws ssm delete-parameter ${region} --name ${id}`
+    case 'snapshot':
+      return `aws ec2 delete-snapshot ${region} --snapshot-id ${id}`
+    case 'image':
+      return `aws ec2 deregister-image ${region} --image-id ${id}`
+    case 'bundle': {
+      const m = /^(s3:\/\/.+\/)?([^/]+)\.manifest\.xml$/.exec(r.id)
+      if (!m) return `aws s3 rm ${region} ${id}`
+      const folder = m[1] ?? ''
+      return `aws s3 rm ${region} ${shellQuote(folder)} --recursive --exclude '*' --include ${shellQuote(`${m[2]}.manifest.xml`)} --include ${shellQuote(`${m[2]}.part.*`)}`
+    }
   }
 }
 

@@ -133,7 +133,7 @@ describe('bundle mode', () => {
     expect(sentArgs(account)).toMatch(/'--fix-menu-lst'$/)
   })
 
-  it('registers a paravirtual image with its kernel, ramdisk, ephemeral disks, ENA and tags', async () => {
+  it('registers a paravirtual image with its kernel, ramdisk, ephemeral disks and tags, and no ENA/SR-IOV (hvm only)', async () => {
     const account = bundleAccount({
       instance: sourceInstance({
         VirtualizationType: 'paravirtual',
@@ -149,6 +149,8 @@ describe('bundle mode', () => {
     )
     const registers = account.ec2.commandCalls(RegisterImageCommand).map((c) => c.args[0].input)
     expect(registers[0]?.DryRun).toBe(true)
+    // Preflight's probe is the real request (tags included), with DryRun.
+    expect({ ...registers[0], DryRun: undefined }).toEqual(registers[1])
     expect(registers[1]).toEqual({
       Name: 'web-instance-store',
       Description: `instance-to-ebs: bundle of ${INSTANCE}`,
@@ -162,7 +164,10 @@ describe('bundle mode', () => {
         { DeviceName: '/dev/sdb', VirtualName: 'ephemeral0' },
         { DeviceName: '/dev/sdc', VirtualName: 'ephemeral1' }
       ],
-      EnaSupport: true,
+      // RegisterImage: "This option is supported only for HVM AMIs. Specifying this option with a
+      // PV AMI can make instances launched from the AMI unreachable."
+      EnaSupport: undefined,
+      SriovNetSupport: undefined,
       TagSpecifications: [
         {
           ResourceType: 'image',

@@ -146,10 +146,15 @@ describe('convert: success', () => {
       ]
     })
     expect(register?.KernelId).toBeUndefined()
+    // RegisterImage tags only the image; the snapshot is tagged when it is made.
     expect(register?.TagSpecifications.map((t: { ResourceType: string }) => t.ResourceType)).toEqual([
-      'image',
-      'snapshot'
+      'image'
     ])
+    expect(
+      account
+        .callsOf('CreateSnapshot')[0]
+        ?.TagSpecifications.map((t: { ResourceType: string }) => t.ResourceType)
+    ).toEqual(['snapshot'])
     expect(ctx.facts).toMatchObject({ digest: 'ok', image_bytes: '67108864', architecture: 'x86_64' })
     expect(lines.some((l) => l.startsWith(`snapshot ${snapshot?.id} to complete: 40% done`))).toBe(true)
   })

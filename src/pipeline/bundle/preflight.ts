@@ -15,6 +15,7 @@ import type { Architecture, VirtualizationType } from '../../settings.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { checkBucketAcceptsAcls, checkBucketRegion, checkPrefixFree } from './bucket.js'
+import { registerInstanceStoreInput } from './register.js'
 import { BUNDLE_NAME, type BundleImageFacts, bundleState } from './state.js'
 
 /** bundle.sh's own rules for what it accepts (narrower than the inputs in places). */
@@ -135,15 +136,12 @@ async function checkRegisterPermission(
   facts: BundleImageFacts
 ): Promise<void> {
   const s = bundleState(ctx)
-  const proof = await provePermission('ec2:RegisterImage', () =>
+  const imageLocation = `${s.bucket}/${s.prefix}/${BUNDLE_NAME}.manifest.xml`
+  const proof = await provePermission('ec2:RegisterImage (and ec2:CreateTags)', () =>
     ctx.clients.ec2.send(
       new RegisterImageCommand({
-        DryRun: true,
-        Name: name,
-        ImageLocation: `${s.bucket}/${s.prefix}/${BUNDLE_NAME}.manifest.xml`,
-        Architecture: facts.architecture,
-        VirtualizationType: facts.virtualizationType,
-        RootDeviceName: facts.rootDeviceName
+        ...registerInstanceStoreInput(ctx, name, imageLocation, facts),
+        DryRun: true
       })
     )
   )

@@ -16,7 +16,9 @@ import { errorCode } from '../../aws/poll.js'
 import type { HelperLaunch } from '../../settings.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
+import { registerImageInput } from './register.js'
 import { convertState, tagSpec } from './state.js'
+import { createVolumeInput } from './volume.js'
 
 /** Stand-ins for ids that do not exist yet; EC2 checks permission before it looks them up. */
 const PLACEHOLDER_VOLUME = 'vol-00000000000000000'
@@ -158,9 +160,33 @@ async function checkKeyParameter(ctx: RunContext): Promise<void> {
     )
 }
 
+/**
+ * The RegisterImage request of the register step, with stand-ins for what is not known yet (the
+ * snapshot, the image facts unless given as inputs): the probe sends the same shape, tags included.
+ */
+export function registerProbeInput(ctx: RunContext) {
+  const { image } = ctx.settings
+  const virtualizationType = image.virtualizationType ?? 'hvm'
+  return registerImageInput(ctx, {
+    name: 'instance-to-ebs-permission-probe',
+    description: 'instance-to-ebs permission probe',
+    facts: {
+      architecture: image.architecture ?? 'x86_64',
+      virtualizationType,
+      rootDeviceName: image.rootDeviceName ?? '/dev/sda1',
+      kernelId: image.kernelId,
+      ramdiskId: image.ramdiskId,
+      enaSupport: ctx.settings.ami.enaSupport,
+      sriovNetSupport: ctx.settings.ami.sriovNetSupport,
+      bootMode: ctx.settings.ami.bootMode
+    },
+    snapshotId: PLACEHOLDER_SNAPSHOT,
+    volumeSizeGiB: ctx.settings.ami.volumeSizeGiB ?? 8
+  })
+}
+
 async function provePermissions(ctx: RunContext, place: HelperPlace): Promise<void> {
   const { ec2 } = ctx.clients
-  const { ami } = ctx.settings
   const volume = place.rootVolumeId ?? PLACEHOLDER_VOLUME
   const checks: [string, string, () => Promise<unknown>][] = [
     [
@@ -169,14 +195,9 @@ async function provePermissions(ctx: RunContext, place: HelperPlace): Promise<vo
       () =>
         ec2.send(
           new CreateVolumeCommand({
-            DryRun: true,
-            AvailabilityZone: place.availabilityZone,
-            Size: 1,
-            VolumeType: ami.volumeType,
-            Iops: ami.volumeType === 'io1' || ami.volumeType === 'io2' ? 3000 : undefined,
-            Encrypted: ami.encrypted || undefined,
-            KmsKeyId: ami.kmsKeyId,
-            TagSpecifications: tagSpec(ctx, 'volume', 'instance-to-ebs work volume')
+            ...createVolumeInput(ctx, place.availabilityZone, 1, 'instance-to-ebs work volume'),
+            ClientToken: undefined,
+            DryRun: true
           })
         )
     ],
@@ -201,24 +222,15 @@ async function provePermissions(ctx: RunContext, place: HelperPlace): Promise<vo
           new CreateSnapshotCommand({
             DryRun: true,
             VolumeId: volume,
+            Description: 'instance-to-ebs: permission probe',
             TagSpecifications: tagSpec(ctx, 'snapshot', 'instance-to-ebs')
           })
         )
     ],
     [
       'register the AMI',
-      'ec2:RegisterImage',
-      () =>
-        ec2.send(
-          new RegisterImageCommand({
-            DryRun: true,
-            Name: 'instance-to-ebs-permission-probe',
-            RootDeviceName: '/dev/sda1',
-            VirtualizationType: 'hvm',
-            Architecture: 'x86_64',
-            BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { SnapshotId: PLACEHOLDER_SNAPSHOT } }]
-          })
-        )
+      'ec2:RegisterImage (and ec2:CreateTags)',
+      () => ec2.send(new RegisterImageCommand({ ...registerProbeInput(ctx), DryRun: true }))
     ]
   ]
   for (const [what, actions, call] of checks) report(ctx, what, await provePermission(actions, call))

@@ -1,19 +1,106 @@
 // Registers the EBS-backed AMI from the snapshot, waits until it is available and sets the
-// outputs. With if-ami-exists: replace the old AMI of that name is deregistered just before
-// (EC2 keeps names unique, so both cannot exist) and its snapshots are deleted only once the
-// new AMI is available, so a failed registration leaves them for a manual re-register.
+// outputs. The snapshot is tagged when it is made (CreateSnapshot): RegisterImage tags only the
+// image ("To tag the AMI, the value for ResourceType must be image. If you specify another value
+// for ResourceType, the request fails." — RegisterImage, EC2 API reference).
+//
+// With if-ami-exists: replace nothing of the user's goes before the new AMI exists. EC2 keeps
+// names unique, so the new image is first registered under a temporary name and waited for; only
+// then is the old AMI deregistered, the real name registered from the same snapshot, the temporary
+// AMI deregistered, and at last the old AMI's snapshots deleted.
 import {
   DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
   type Image,
+  type RegisterImageCommandInput,
   RegisterImageCommand
 } from '@aws-sdk/client-ec2'
 import { s3Url } from '../../aws/manifest.js'
 import { errorCode, poll } from '../../aws/poll.js'
+import type { VolumeType } from '../../settings.js'
 import { type RunContext, required } from '../context.js'
 import { messageOf, type Step } from '../runner.js'
-import { convertState, proceeding, tagSpec } from './state.js'
+import { convertState, type ImageFacts, proceeding, runIdOf, tagSpec } from './state.js'
+
+export interface RegisterRequest {
+  name: string
+  description: string
+  facts: ImageFacts
+  snapshotId: string
+  volumeSizeGiB?: number
+}
+
+/** The one RegisterImage request, shared by preflight's DryRun probe and this step. */
+export function registerImageInput(ctx: RunContext, r: RegisterRequest): RegisterImageCommandInput {
+  const { ami } = ctx.settings
+  const f = r.facts
+  const paravirtual = f.virtualizationType === 'paravirtual'
+  return {
+    Name: r.name,
+    Description: r.description,
+    Architecture: f.architecture,
+    RootDeviceName: f.rootDeviceName,
+    VirtualizationType: f.virtualizationType,
+    // A kernel and ramdisk only boot a paravirtual image; an hvm image boots its own loader.
+    KernelId: paravirtual ? f.kernelId : undefined,
+    RamdiskId: paravirtual ? f.ramdiskId : undefined,
+    BlockDeviceMappings: [
+      {
+        DeviceName: f.rootDeviceName,
+        Ebs: {
+          SnapshotId: r.snapshotId,
+          VolumeType: ami.volumeType,
+          VolumeSize: r.volumeSizeGiB,
+          Iops: provisionedIops(ami.volumeType),
+          DeleteOnTermination: true
+        }
+      }
+    ],
+    // "This option is supported only for HVM AMIs. Specifying this option with a PV AMI can make
+    // instances launched from the AMI unreachable." (RegisterImage EnaSupport / SriovNetSupport)
+    EnaSupport: paravirtual ? undefined : f.enaSupport,
+    SriovNetSupport: paravirtual ? undefined : f.sriovNetSupport,
+    BootMode: f.bootMode,
+    TagSpecifications: tagSpec(ctx, 'image', r.name)
+  }
+}
+
+/** io1/io2 require a rate ("This parameter is required for io1 and io2 volumes"); 3000 is gp3's baseline. */
+export const provisionedIops = (type: VolumeType): number | undefined =>
+  type === 'io1' || type === 'io2' ? 3000 : undefined
+
+/** A name for the new image while the old one still holds the real name (at most 128 characters). */
+export function temporaryName(ctx: RunContext, name: string): string {
+  const suffix = ` (instance-to-ebs ${runIdOf(ctx)})`
+  return `${name.slice(0, 128 - suffix.length)}${suffix}`
+}
+
+async function register(ctx: RunContext, input: RegisterImageCommandInput): Promise<string> {
+  const out = await ctx.clients.ec2.send(new RegisterImageCommand(input))
+  return required(out.ImageId, 'the id of the new AMI')
+}
+
+async function waitAvailable(ctx: RunContext, imageId: string): Promise<void> {
+  await poll({
+    what: `AMI ${imageId} to become available`,
+    timeoutSeconds: Math.max(60, ctx.settings.timeoutMinutes) * 60,
+    signal: ctx.signal,
+    minDelayMs: ctx.pollDelayMs,
+    maxDelayMs: Math.max(ctx.pollDelayMs, 30000),
+    tolerate: ['InvalidAMIID.NotFound'],
+    onProgress: ctx.log.info,
+    check: async () => {
+      const d = await ctx.clients.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))
+      const image = d.Images?.[0]
+      if (image?.State === 'available') return { done: true, value: image }
+      if (image?.State === 'failed' || image?.State === 'error' || image?.State === 'invalid')
+        throw new Error(
+          `AMI ${imageId} went to state '${image.State}'${image.StateReason?.Message ? `: ${image.StateReason.Message}` : ''}; check the image facts (architecture, root-device-name, virtualization-type, kernel-id) and run again`
+        )
+      return { done: false, progress: image?.State ?? 'not listed yet' }
+    }
+  })
+}
 
 async function deregisterReplaced(ctx: RunContext, old: Image): Promise<void> {
   try {
@@ -25,15 +112,31 @@ async function deregisterReplaced(ctx: RunContext, old: Image): Promise<void> {
     )
   }
   ctx.log.info(
-    `deregistered the old AMI ${old.ImageId} (if-ami-exists: replace); its snapshots go once the new AMI is available`
+    `deregistered the old AMI ${old.ImageId} (if-ami-exists: replace); its snapshots go once the new AMI has its name`
   )
+}
+
+/** Right after DeregisterImage a snapshot may still be in use for a moment: retry that code. */
+export async function deleteSnapshotOfDeregistered(ctx: RunContext, snapshotId: string): Promise<void> {
+  await poll({
+    what: `snapshot ${snapshotId} to be released by its deregistered AMI`,
+    timeoutSeconds: 300,
+    signal: ctx.signal,
+    minDelayMs: ctx.pollDelayMs,
+    maxDelayMs: Math.max(ctx.pollDelayMs, 15000),
+    tolerate: ['InvalidSnapshot.InUse'],
+    check: async () => {
+      await ctx.clients.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }))
+      return { done: true, value: undefined }
+    }
+  })
 }
 
 async function deleteReplacedSnapshots(ctx: RunContext, old: Image): Promise<void> {
   const ids = (old.BlockDeviceMappings ?? []).map((b) => b.Ebs?.SnapshotId).filter((id): id is string => !!id)
   for (const id of ids) {
     try {
-      await ctx.clients.ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }))
+      await deleteSnapshotOfDeregistered(ctx, id)
       ctx.log.info(`deleted ${id} of the replaced AMI ${old.ImageId}`)
     } catch (err) {
       if (errorCode(err) !== 'InvalidSnapshot.NotFound')
@@ -44,78 +147,88 @@ async function deleteReplacedSnapshots(ctx: RunContext, old: Image): Promise<voi
   }
 }
 
+/** if-ami-exists: replace — the new image exists (temporary name) before the old one goes. */
+async function registerReplacing(
+  ctx: RunContext,
+  input: RegisterImageCommandInput,
+  old: Image,
+  snapshotId: string
+): Promise<string> {
+  const name = required(input.Name, 'the AMI name')
+  const temporary = temporaryName(ctx, name)
+  const tempId = await register(ctx, {
+    ...input,
+    Name: temporary,
+    TagSpecifications: tagSpec(ctx, 'image', name)
+  })
+  ctx.ledger.record({ kind: 'image', id: tempId, removeOn: 'always' })
+  ctx.log.info(`registered ${tempId} as '${temporary}' while '${name}' is still ${old.ImageId}`)
+  await waitAvailable(ctx, tempId)
+
+  // From here the new image is the user's: a kill must leave it (and its snapshot), not remove it.
+  ctx.ledger.forget('image', tempId)
+  ctx.ledger.forget('snapshot', snapshotId)
+  await deregisterReplaced(ctx, old)
+  let imageId: string
+  try {
+    imageId = await register(ctx, input)
+  } catch (err) {
+    throw new Error(
+      `The old AMI ${old.ImageId} is deregistered, but registering '${name}' failed (${errorCode(err) ?? messageOf(err)}); the new image is available as ${tempId} '${temporary}' (snapshot ${snapshotId}, kept). Its old snapshots are kept too`
+    )
+  }
+  ctx.ledger.record({ kind: 'snapshot', id: snapshotId, removeOn: 'failure' })
+  ctx.ledger.record({ kind: 'image', id: imageId, removeOn: 'failure' })
+  ctx.ledger.record({ kind: 'image', id: tempId, removeOn: 'always' })
+  await waitAvailable(ctx, imageId)
+  try {
+    await ctx.clients.ec2.send(new DeregisterImageCommand({ ImageId: tempId }))
+    ctx.ledger.forget('image', tempId)
+    ctx.log.info(`deregistered the temporary ${tempId}`)
+  } catch (err) {
+    ctx.log.warning(
+      `could not deregister the temporary ${tempId} '${temporary}': ${messageOf(err)}; cleanup tries again`
+    )
+  }
+  return imageId
+}
+
 export const registerStep: Step<RunContext> = {
   name: 'register',
   enabled: proceeding,
   run: async (ctx) => {
     const s = convertState(ctx)
-    const f = required(s.facts, 'the image facts')
     const snapshotId = required(s.snapshotId, 'the snapshot')
     const name = required(s.amiName, 'the AMI name')
-    const { ami } = ctx.settings
-    if (s.replaces) await deregisterReplaced(ctx, s.replaces)
-    const paravirtual = f.virtualizationType === 'paravirtual'
-    const out = await ctx.clients.ec2.send(
-      new RegisterImageCommand({
-        Name: name,
-        Description:
-          ami.description ??
-          `EBS-backed copy of ${s.sourceImage?.ImageId ?? s3Url(required(s.manifest, 'the manifest'))}, made by instance-to-ebs`.slice(
-            0,
-            255
-          ),
-        Architecture: f.architecture,
-        RootDeviceName: f.rootDeviceName,
-        VirtualizationType: f.virtualizationType,
-        KernelId: paravirtual ? f.kernelId : undefined,
-        RamdiskId: paravirtual ? f.ramdiskId : undefined,
-        BlockDeviceMappings: [
-          {
-            DeviceName: f.rootDeviceName,
-            Ebs: {
-              SnapshotId: snapshotId,
-              VolumeType: ami.volumeType,
-              VolumeSize: s.volumeSizeGiB,
-              Iops: ami.volumeType === 'io1' || ami.volumeType === 'io2' ? 3000 : undefined,
-              DeleteOnTermination: true
-            }
-          }
-        ],
-        EnaSupport: f.enaSupport,
-        SriovNetSupport: f.sriovNetSupport,
-        BootMode: f.bootMode,
-        TagSpecifications: [...tagSpec(ctx, 'image', name), ...tagSpec(ctx, 'snapshot', name)]
-      })
-    )
-    const imageId = required(out.ImageId, 'the id of the new AMI')
-    ctx.ledger.record({ kind: 'image', id: imageId, removeOn: 'failure' })
-    s.imageId = imageId
-    ctx.log.info(`registered ${imageId} '${name}'`)
-    await poll({
-      what: `AMI ${imageId} to become available`,
-      timeoutSeconds: Math.max(60, ctx.settings.timeoutMinutes) * 60,
-      signal: ctx.signal,
-      minDelayMs: ctx.pollDelayMs,
-      maxDelayMs: Math.max(ctx.pollDelayMs, 30000),
-      tolerate: ['InvalidAMIID.NotFound'],
-      onProgress: ctx.log.info,
-      check: async () => {
-        const d = await ctx.clients.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))
-        const image = d.Images?.[0]
-        if (image?.State === 'available') return { done: true, value: image }
-        if (image?.State === 'failed' || image?.State === 'error' || image?.State === 'invalid')
-          throw new Error(
-            `AMI ${imageId} went to state '${image.State}'${image.StateReason?.Message ? `: ${image.StateReason.Message}` : ''}; check the image facts (architecture, root-device-name, virtualization-type, kernel-id) and run again`
-          )
-        return { done: false, progress: image?.State ?? 'not listed yet' }
-      }
+    const input = registerImageInput(ctx, {
+      name,
+      description:
+        ctx.settings.ami.description ??
+        `EBS-backed copy of ${s.sourceImage?.ImageId ?? s3Url(required(s.manifest, 'the manifest'))}, made by instance-to-ebs`.slice(
+          0,
+          255
+        ),
+      facts: required(s.facts, 'the image facts'),
+      snapshotId,
+      volumeSizeGiB: s.volumeSizeGiB
     })
+    let imageId: string
+    if (s.replaces) {
+      imageId = await registerReplacing(ctx, input, s.replaces, snapshotId)
+      s.imageId = imageId
+    } else {
+      imageId = await register(ctx, input)
+      ctx.ledger.record({ kind: 'image', id: imageId, removeOn: 'failure' })
+      s.imageId = imageId
+      ctx.log.info(`registered ${imageId} '${name}'`)
+      await waitAvailable(ctx, imageId)
+    }
     ctx.outputs['ami-id'] = imageId
     ctx.outputs['snapshot-id'] = snapshotId
     if (s.sourceImage?.ImageId) ctx.outputs['instance-store-ami-id'] = s.sourceImage.ImageId
     ctx.outputs['manifest-location'] = s3Url(required(s.manifest, 'the manifest'))
     ctx.outputs.region = ctx.settings.region
-    ctx.log.info(`AMI ${imageId} is available`)
+    ctx.log.info(`AMI ${imageId} '${name}' is available`)
     if (s.replaces) await deleteReplacedSnapshots(ctx, s.replaces)
   }
 }

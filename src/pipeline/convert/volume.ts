@@ -1,10 +1,32 @@
 // The work volume: created in the helper's availability zone, recorded at once, deleted by the
 // cleanup after success as after failure (the snapshot is the product, not the volume).
-import { CreateVolumeCommand } from '@aws-sdk/client-ec2'
+import { CreateVolumeCommand, type CreateVolumeCommandInput } from '@aws-sdk/client-ec2'
 import { waitForVolumeAvailable } from '../../aws/ec2-wait.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
+import { provisionedIops } from './register.js'
 import { clientToken, convertState, proceeding, tagSpec } from './state.js'
+
+/** The one CreateVolume request, shared by preflight's DryRun probe and this step. */
+export function createVolumeInput(
+  ctx: RunContext,
+  availabilityZone: string,
+  sizeGiB: number,
+  name: string
+): CreateVolumeCommandInput {
+  const { ami } = ctx.settings
+  return {
+    AvailabilityZone: availabilityZone,
+    Size: sizeGiB,
+    VolumeType: ami.volumeType,
+    Iops: provisionedIops(ami.volumeType),
+    // "If KmsKeyId is specified, the encrypted state must be true." (CreateVolume)
+    Encrypted: ami.encrypted || ami.kmsKeyId !== undefined || undefined,
+    KmsKeyId: ami.kmsKeyId,
+    TagSpecifications: tagSpec(ctx, 'volume', name),
+    ClientToken: clientToken(ctx, 'volume')
+  }
+}
 
 export const createVolumeStep: Step<RunContext> = {
   name: 'create volume',
@@ -15,21 +37,14 @@ export const createVolumeStep: Step<RunContext> = {
     const helper = required(s.helper, 'the helper')
     const size = required(s.volumeSizeGiB, 'the volume size')
     const out = await ctx.clients.ec2.send(
-      new CreateVolumeCommand({
-        AvailabilityZone: helper.availabilityZone,
-        Size: size,
-        VolumeType: ami.volumeType,
-        // io1/io2 require a rate; 3000 is gp3's baseline.
-        Iops: ami.volumeType === 'io1' || ami.volumeType === 'io2' ? 3000 : undefined,
-        Encrypted: ami.encrypted || undefined,
-        KmsKeyId: ami.kmsKeyId,
-        TagSpecifications: tagSpec(
+      new CreateVolumeCommand(
+        createVolumeInput(
           ctx,
-          'volume',
+          helper.availabilityZone,
+          size,
           `instance-to-ebs work volume for ${s.amiName ?? 'the AMI'}`
-        ),
-        ClientToken: clientToken(ctx, 'volume')
-      })
+        )
+      )
     )
     const volumeId = required(out.VolumeId, 'the id of the new volume')
     ctx.ledger.record({ kind: 'volume', id: volumeId, removeOn: 'always' })
