@@ -460,6 +460,14 @@ export class FakeAccount {
     if (!c) throw serviceError('InvocationDoesNotExist', 'InvocationDoesNotExist')
     c.polls += 1
     if (c.polls === 1) return { Status: 'InProgress', StatusDetails: 'InProgress', ResponseCode: -1 }
+    // cleanup.sh, sent after a command that did not succeed: its journal undone, nothing left.
+    if (/bash "\$d\/cleanup\.sh"/.test(c.text))
+      return {
+        Status: 'Success',
+        StatusDetails: 'Success',
+        ResponseCode: 0,
+        StandardOutputContent: '::result left=\n'
+      }
     return { ...this.commandOutcome }
   }
 

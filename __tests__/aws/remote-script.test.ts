@@ -87,8 +87,13 @@ describe('runRemoteScript', () => {
       CloudWatchLogGroupName: '/i2e'
     })
     expect(send?.Parameters?.commands?.[0]).toContain(`'vol-1 it'\\''s'`)
-    // The command was in the ledger while it ran, and is forgotten once finished.
-    expect(saved[0]).toContain('cmd-1')
+    // The undo journal was in the ledger before the command was sent, the command while it ran;
+    // both are forgotten once it succeeded (the script undid its own changes).
+    expect(saved[0]).toContain('"kind":"remote-undo"')
+    expect(saved[1]).toContain('cmd-1')
+    const journal = JSON.parse(saved[0] ?? '[]')[0].id as string
+    expect(journal).toMatch(/^\/var\/tmp\/instance-to-ebs\/[0-9a-f-]{36}\.journal$/)
+    expect(send?.Parameters?.commands?.[0]).toContain(`export I2E_JOURNAL='${journal}'`)
     expect(ledger.entries()).toEqual([])
     ssm.restore()
   })
@@ -165,8 +170,31 @@ describe('runRemoteScript', () => {
       CommandId: 'cmd-1',
       InstanceIds: ['i-0123456789abcdef0']
     })
-    expect(ledger.entries()).toEqual([])
+    // Left for the unwinding and the post step: cleanup.sh must undo what the SIGKILL interrupted.
+    expect(ledger.entries().map((r) => [r.kind, r.detail?.instanceId])).toEqual([
+      ['remote-undo', 'i-0123456789abcdef0']
+    ])
     ssm.restore()
+  })
+
+  it('keeps the undo journal in the ledger after a timeout, and forgets it if the command was never sent', async () => {
+    const { ssm, base, ledger } = setup()
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'TimedOut',
+      StatusDetails: 'ExecutionTimedOut',
+      ResponseCode: 137
+    })
+    await expect(runRemoteScript(base)).rejects.toThrow('ran longer than timeout-minutes')
+    expect(ledger.entries().map((r) => r.kind)).toEqual(['remote-undo'])
+    ssm.restore()
+
+    const refused = setup()
+    refused.ssm
+      .on(SendCommandCommand)
+      .rejects(Object.assign(new Error('too big'), { name: 'MaxDocumentSizeExceeded' }))
+    await expect(runRemoteScript(refused.base)).rejects.toThrow('too big')
+    expect(refused.ledger.entries()).toEqual([])
+    refused.ssm.restore()
   })
 })
 

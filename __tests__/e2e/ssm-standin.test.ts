@@ -187,15 +187,6 @@ describeWithEmulator(title, () => {
     ).rejects.toMatchObject({ name: 'InvalidInstanceId' })
   })
 
-  const waitForStatus = async (commandId: string, status: string) => {
-    for (let i = 0; i < 600; i++) {
-      const list = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }))
-      if (list.CommandInvocations?.[0]?.Status === status) return
-      await sleep(100)
-    }
-    throw new Error(`command ${commandId} never became ${status}; stand-in log:\n${standinLog}`)
-  }
-
   /** Waits until a file exists (a command's marker that it got somewhere). */
   const waitForFile = async (path: string) => {
     for (let i = 0; i < 600 && !existsSync(path); i++) await sleep(100)

@@ -8,14 +8,16 @@ export const scripts = {
   'common.sh': () => load(new URL('./common.sh', import.meta.url)),
   'convert.sh': () => load(new URL('./convert.sh', import.meta.url)),
   'bundle.sh': () => load(new URL('./bundle.sh', import.meta.url)),
-  'bundle-checks.sh': () => load(new URL('./bundle-checks.sh', import.meta.url))
+  'bundle-checks.sh': () => load(new URL('./bundle-checks.sh', import.meta.url)),
+  'cleanup.sh': () => load(new URL('./cleanup.sh', import.meta.url))
 } as const
 
 export type ScriptName = keyof typeof scripts
-export type EntryScript = 'convert.sh' | 'bundle.sh'
+export type EntryScript = 'convert.sh' | 'bundle.sh' | 'cleanup.sh'
 
 /** The files each entry script sources from its own folder. */
 export const companions: Record<EntryScript, ScriptName[]> = {
   'convert.sh': ['common.sh'],
-  'bundle.sh': ['common.sh', 'bundle-checks.sh']
+  'bundle.sh': ['common.sh', 'bundle-checks.sh'],
+  'cleanup.sh': ['common.sh']
 }
