@@ -47,22 +47,24 @@ fi
 run_id=$(basename "$journal" .journal)
 
 # The process group of a process, from /proc/PID/stat (field 5, after "pid (comm) state ppid").
+# Builtins only: this runs for every process of the machine.
 pgrp_of() {
   local stat group
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
   read -r _ _ group _ <<<"${stat##*) }"
   printf '%s' "$group"
 }
 
-# Processes of the killed command: its marker in their environment and its process group.
+# Processes of the killed command: in its process group and with its marker in their environment.
 leftovers() {
   local group=$1 p pid
   for p in /proc/[0-9]*; do
     pid=${p#/proc/}
     [[ $pid != "$$" && $pid != "$BASHPID" ]] || continue
-    tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "I2E_RUN=$run_id" || continue
-    [[ $(pgrp_of "$pid" || true) == "$group" ]] && printf '%s\n' "$pid"
+    [[ $(pgrp_of "$pid" || true) == "$group" ]] || continue
+    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "I2E_RUN=$run_id" && printf '%s\n' "$pid"
   done
+  return 0
 }
 
 kill_leftovers() {

@@ -12,9 +12,11 @@ import {
 import { mockClient } from 'aws-sdk-client-mock'
 import {
   buildCommand,
+  JOURNAL_DIR,
   parseResults,
   RemoteCommandError,
-  runRemoteScript
+  runRemoteScript,
+  SSM_DOCUMENT_LIMIT
 } from '../../src/aws/remote-script.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
 import { CancelledError } from '../../src/pipeline/runner.js'
@@ -204,5 +206,22 @@ describe('scripts', () => {
     const sourced = [...scripts[script]().matchAll(/\/([a-z-]+\.sh)"?\s*$/gm)].map((m) => m[1] as string)
     for (const file of [...companions[script], ...sourced.filter((f) => f in scripts)])
       expect(text).toContain(`cat > "$d/${file}"`)
+  })
+})
+
+// "The size limit of a document is 64 KB" (SendCommand, MaxDocumentSizeExceeded). Measured on every
+// command the action sends, with long arguments, as SendCommand's JSON carries it (escapes included),
+// leaving 2 KB for the AWS-RunShellScript document itself.
+describe('the command text stays under the SendCommand document limit', () => {
+  const long = 'x'.repeat(200)
+  const journal = `${JOURNAL_DIR}/00000000-0000-0000-0000-000000000000.journal`
+  it.each([
+    ['bundle.sh', Array.from({ length: 20 }, (_, i) => (i % 2 ? long : `--a${i}`))],
+    ['convert.sh', Array.from({ length: 12 }, (_, i) => (i % 2 ? long : `--a${i}`))],
+    ['cleanup.sh', ['--journal', journal]]
+  ] as const)('%s', (script, args) => {
+    const parameters = { commands: [buildCommand(script, [...args], journal)], executionTimeout: ['172800'] }
+    const bytes = Buffer.byteLength(JSON.stringify(parameters))
+    expect(bytes).toBeLessThan(SSM_DOCUMENT_LIMIT - 2048)
   })
 })
