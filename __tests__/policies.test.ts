@@ -159,8 +159,11 @@ const CLI_ACTIONS: Record<string, string[]> = {
   'ec2-upload-bundle': ['s3:PutObject', 's3:PutObjectAcl', 's3:ListBucket', 's3:GetBucketLocation']
 }
 
-/** The instance profile each entry script runs under. */
-const PROFILE_OF_SCRIPT: Record<EntryScript, 'source-instance-profile' | 'helper-instance-profile'> = {
+/** The instance profile each entry script runs under (cleanup.sh runs under both: it calls no AWS API). */
+const PROFILE_OF_SCRIPT: Record<
+  Exclude<EntryScript, 'cleanup.sh'>,
+  'source-instance-profile' | 'helper-instance-profile'
+> = {
   'bundle.sh': 'source-instance-profile',
   'convert.sh': 'helper-instance-profile'
 }
@@ -309,6 +312,10 @@ describe.each(
     )
     expect(unused).toEqual([])
   })
+})
+
+it('cleanup.sh, sent to the source and to the helper, calls no AWS API: it needs no permission', () => {
+  expect(['cleanup.sh', ...companions['cleanup.sh']].flatMap((script) => cliCalls(script))).toEqual([])
 })
 
 describe('CLI call detection', () => {

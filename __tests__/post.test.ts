@@ -88,9 +88,11 @@ describe('post', () => {
     const ec2 = mockClient(EC2Client)
     const ssm = mockClient(SSMClient)
     const calls: string[] = []
-    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Attachments: [] }] })
-    ec2.on(DetachVolumeCommand).callsFake(async () => void calls.push('detach vol-1'))
-    ec2.on(DeleteVolumeCommand).callsFake(async () => void calls.push('delete vol-1'))
+    ec2
+      .on(DescribeVolumesCommand)
+      .resolves({ Volumes: [{ VolumeId: 'vol-0123456789abcdef1', Attachments: [] }] })
+    ec2.on(DetachVolumeCommand).callsFake(async () => void calls.push('detach vol-0123456789abcdef1'))
+    ec2.on(DeleteVolumeCommand).callsFake(async () => void calls.push('delete vol-0123456789abcdef1'))
     ssm.on(DeleteParameterCommand).callsFake(async () => void calls.push('delete parameter'))
     ssm.on(CancelCommandCommand).callsFake(async () => void calls.push('cancel command'))
     // Not visible yet right after SendCommand, then still running after the first cancel.
@@ -107,14 +109,20 @@ describe('post', () => {
     })
     const ledger = JSON.stringify([
       { kind: 'parameter', id: '/instance-to-ebs/key', region: 'us-east-1', removeOn: 'always', step: 'key' },
-      { kind: 'volume', id: 'vol-1', region: 'us-east-1', removeOn: 'always', step: 'volume' },
+      {
+        kind: 'volume',
+        id: 'vol-0123456789abcdef1',
+        region: 'us-east-1',
+        removeOn: 'always',
+        step: 'volume'
+      },
       {
         kind: 'attachment',
-        id: 'vol-1',
+        id: 'vol-0123456789abcdef1',
         region: 'us-east-1',
         removeOn: 'always',
         step: 'attach',
-        detail: { instanceId: 'i-1' }
+        detail: { instanceId: 'i-0123456789abcdef1' }
       },
       {
         kind: 'command',
@@ -122,7 +130,7 @@ describe('post', () => {
         region: 'us-east-1',
         removeOn: 'always',
         step: 'write',
-        detail: { instanceId: 'i-1' }
+        detail: { instanceId: 'i-0123456789abcdef1' }
       }
     ])
     const files = runnerFiles()
@@ -135,8 +143,8 @@ describe('post', () => {
       'status Cancelling',
       'cancel command',
       'status Cancelled',
-      'detach vol-1',
-      'delete vol-1',
+      'detach vol-0123456789abcdef1',
+      'delete vol-0123456789abcdef1',
       'delete parameter'
     ])
     ec2.restore()

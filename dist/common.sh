@@ -38,3 +38,27 @@ hex_to_bin() {
   # shellcheck disable=SC2001,SC2059
   printf "$(sed 's/../\\x&/g' <<<"$hex")"
 }
+
+# The undo journal. SSM ends a cancelled or timed-out command with SIGKILL of its process group
+# (amazon-ssm-agent agent/executers/executers_unix.go:42-53), so no trap runs. The command the
+# action sends names a journal file (I2E_JOURNAL); a script writes into it, BEFORE each change to
+# the machine, how to undo it, and removes the lines it undid itself. After a cancel or a timeout
+# the action sends cleanup.sh, which undoes what the journal still holds. One line each:
+#   group PGID  (the command's process group)   dir PATH   mount PATH   loop DEVICE
+#   flush DEVICE   service systemctl|service|init.d|epmd NAME
+# Without I2E_JOURNAL (a local run) nothing is written.
+journal_add() {
+  [[ -n ${I2E_JOURNAL:-} ]] || return 0
+  printf '%s\n' "$*" >>"$I2E_JOURNAL"
+}
+
+journal_drop() {
+  [[ -n ${I2E_JOURNAL:-} && -f $I2E_JOURNAL ]] || return 0
+  { grep -vxF -- "$*" "$I2E_JOURNAL" || true; } >"$I2E_JOURNAL.new"
+  mv -f -- "$I2E_JOURNAL.new" "$I2E_JOURNAL"
+}
+
+# Everything was undone by the script itself: nothing is left for cleanup.sh.
+journal_end() {
+  [[ -z ${I2E_JOURNAL:-} ]] || rm -f -- "$I2E_JOURNAL" "$I2E_JOURNAL.new"
+}

@@ -45,7 +45,10 @@ export async function main(options: MainOptions = {}): Promise<PipelineResult | 
   try {
     await checkCredentialLifetime(clients, settings)
     const result = await runPipeline(planSteps(settings), ctx, {
-      remove: resourceRemover(clients, { pollDelayMs: Math.min(ctx.pollDelayMs, 2000) })
+      remove: resourceRemover(clients, {
+        pollDelayMs: Math.min(ctx.pollDelayMs, 2000),
+        log: (m) => ctx.log.info(m)
+      })
     })
     for (const [name, value] of Object.entries(ctx.outputs))
       if (value !== undefined) core.setOutput(name, value)

@@ -30,7 +30,7 @@ export async function post(): Promise<CleanupReport> {
   }
   const region = core.getState(REGION_STATE) || ledger.region
   const clients = makeClients({ region, maxAttempts: Number(core.getState(ATTEMPTS_STATE)) || 8 })
-  const remove = resourceRemover(clients)
+  const remove = resourceRemover(clients, { log: (m) => core.info(m) })
   try {
     await core.group(`Cleaning up ${pending.length} resource(s) the main step left`, async () => {
       for (const resource of pending) await removeOne(resource, ledger, remove, report, actionsLogger)

@@ -465,6 +465,14 @@ export class FakeAccount {
     c.polls += 1
     if (c.cancelled) return { Status: 'Cancelled', StatusDetails: 'Cancelled', ResponseCode: -1 }
     if (c.polls === 1) return { Status: 'InProgress', StatusDetails: 'InProgress', ResponseCode: -1 }
+    // cleanup.sh, sent after a command that did not succeed: its journal undone, nothing left.
+    if (/bash "\$d\/cleanup\.sh"/.test(c.text))
+      return {
+        Status: 'Success',
+        StatusDetails: 'Success',
+        ResponseCode: 0,
+        StandardOutputContent: '::result left=\n'
+      }
     return { ...this.commandOutcome }
   }
 

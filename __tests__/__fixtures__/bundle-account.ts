@@ -131,6 +131,7 @@ export function bundleAccount(o: AccountOptions = {}) {
     uploaded: [MANIFEST_KEY, ...PART_KEYS]
   }
   const sentCommands: { parameters: Record<string, string[]> }[] = []
+  const cleanupCommands: { parameters: Record<string, string[]> }[] = []
 
   ec2.on(DescribeInstancesCommand).callsFake((input: { InstanceIds?: string[] }) => {
     const instance = o.instance ?? sourceInstance()
@@ -190,11 +191,17 @@ export function bundleAccount(o: AccountOptions = {}) {
     return {}
   })
   ssm.on(SendCommandCommand).callsFake((input: { Parameters?: Record<string, string[]> }) => {
+    // cleanup.sh, sent after a command that did not succeed, always finds its journal undone.
+    if (isCleanup(input.Parameters?.commands?.[0])) {
+      cleanupCommands.push({ parameters: input.Parameters ?? {} })
+      return { Command: { CommandId: `cleanup-${cleanupCommands.length}` } }
+    }
     sentCommands.push({ parameters: input.Parameters ?? {} })
     for (const key of outcome.uploaded ?? []) objects.add(key)
     return { Command: { CommandId: `cmd-${sentCommands.length}` } }
   })
-  ssm.on(GetCommandInvocationCommand).callsFake(() => {
+  ssm.on(GetCommandInvocationCommand).callsFake((input: { CommandId?: string }) => {
+    if (input.CommandId?.startsWith('cleanup-')) return cleanupDone
     const ok = outcome.exitCode === 0
     return {
       Status: ok ? 'Success' : 'Failed',
@@ -233,7 +240,7 @@ export function bundleAccount(o: AccountOptions = {}) {
     s3: new S3Client({ region: REGION }),
     logs: new CloudWatchLogsClient({ region: REGION })
   }
-  return { ec2, ssm, s3, logs, parameters, objects, images, sentCommands, clients }
+  return { ec2, ssm, s3, logs, parameters, objects, images, sentCommands, cleanupCommands, clients }
 }
 
 export type BundleAccount = ReturnType<typeof bundleAccount>
@@ -418,4 +425,15 @@ export function mockFullAccount(account: FullAccount): AccountMocks {
   mocks.s3.on(ListObjectsV2Command).callsFake((i: In) => account.handle('ListObjectsV2', i))
   mocks.s3.on(DeleteObjectsCommand).callsFake((i: In) => account.handle('DeleteObjects', i))
   return mocks
+}
+
+/** Whether a command text runs cleanup.sh (the second command after a cancel or a timeout). */
+export const isCleanup = (text: string | undefined): boolean => /bash "\$d\/cleanup\.sh"/.test(text ?? '')
+
+/** How a mocked SSM answers cleanup.sh: done, nothing left. */
+export const cleanupDone = {
+  Status: 'Success',
+  StatusDetails: 'Success',
+  ResponseCode: 0,
+  StandardOutputContent: '::result services_restarted=jenkins\n::result left=\n'
 }

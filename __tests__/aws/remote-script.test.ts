@@ -12,9 +12,11 @@ import {
 import { mockClient } from 'aws-sdk-client-mock'
 import {
   buildCommand,
+  JOURNAL_DIR,
   parseResults,
   RemoteCommandError,
-  runRemoteScript
+  runRemoteScript,
+  SSM_DOCUMENT_LIMIT
 } from '../../src/aws/remote-script.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
 import { CancelledError } from '../../src/pipeline/runner.js'
@@ -91,8 +93,13 @@ describe('runRemoteScript', () => {
       CloudWatchLogGroupName: '/i2e'
     })
     expect(send?.Parameters?.commands?.[0]).toContain(`'vol-1 it'\\''s'`)
-    // The command was in the ledger while it ran, and is forgotten once finished.
-    expect(saved[0]).toContain('cmd-1')
+    // The undo journal was in the ledger before the command was sent, the command while it ran;
+    // both are forgotten once it succeeded (the script undid its own changes).
+    expect(saved[0]).toContain('"kind":"remote-undo"')
+    expect(saved[1]).toContain('cmd-1')
+    const journal = JSON.parse(saved[0] ?? '[]')[0].id as string
+    expect(journal).toMatch(/^\/var\/tmp\/instance-to-ebs\/[0-9a-f-]{36}\.journal$/)
+    expect(send?.Parameters?.commands?.[0]).toContain(`export I2E_JOURNAL='${journal}'`)
     expect(ledger.entries()).toEqual([])
     ssm.restore()
   })
@@ -169,9 +176,32 @@ describe('runRemoteScript', () => {
       CommandId: 'cmd-1',
       InstanceIds: ['i-0123456789abcdef0']
     })
-    // Still recorded: the cleanup waits until the command has ended before removing its volume.
-    expect(ledger.entries().map((r) => `${r.kind} ${r.id}`)).toEqual(['command cmd-1'])
+    // Both left for the unwinding and the post step, newest first: the cleanup waits until the
+    // command has ended, then cleanup.sh undoes what the SIGKILL interrupted.
+    expect(
+      ledger.entries().map((r) => `${r.kind} ${r.kind === 'command' ? r.id : r.detail?.instanceId}`)
+    ).toEqual(['remote-undo i-0123456789abcdef0', 'command cmd-1'])
     ssm.restore()
+  })
+
+  it('keeps the undo journal in the ledger after a timeout, and forgets it if the command was never sent', async () => {
+    const { ssm, base, ledger } = setup()
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'TimedOut',
+      StatusDetails: 'ExecutionTimedOut',
+      ResponseCode: 137
+    })
+    await expect(runRemoteScript(base)).rejects.toThrow('ran longer than timeout-minutes')
+    expect(ledger.entries().map((r) => r.kind)).toEqual(['remote-undo'])
+    ssm.restore()
+
+    const refused = setup()
+    refused.ssm
+      .on(SendCommandCommand)
+      .rejects(Object.assign(new Error('too big'), { name: 'MaxDocumentSizeExceeded' }))
+    await expect(runRemoteScript(refused.base)).rejects.toThrow('too big')
+    expect(refused.ledger.entries()).toEqual([])
+    refused.ssm.restore()
   })
 })
 
@@ -181,5 +211,22 @@ describe('scripts', () => {
     const sourced = [...scripts[script]().matchAll(/\/([a-z-]+\.sh)"?\s*$/gm)].map((m) => m[1] as string)
     for (const file of [...companions[script], ...sourced.filter((f) => f in scripts)])
       expect(text).toContain(`cat > "$d/${file}"`)
+  })
+})
+
+// "The size limit of a document is 64 KB" (SendCommand, MaxDocumentSizeExceeded). Measured on every
+// command the action sends, with long arguments, as SendCommand's JSON carries it (escapes included),
+// leaving 2 KB for the AWS-RunShellScript document itself.
+describe('the command text stays under the SendCommand document limit', () => {
+  const long = 'x'.repeat(200)
+  const journal = `${JOURNAL_DIR}/00000000-0000-0000-0000-000000000000.journal`
+  it.each([
+    ['bundle.sh', Array.from({ length: 20 }, (_, i) => (i % 2 ? long : `--a${i}`))],
+    ['convert.sh', Array.from({ length: 12 }, (_, i) => (i % 2 ? long : `--a${i}`))],
+    ['cleanup.sh', ['--journal', journal]]
+  ] as const)('%s', (script, args) => {
+    const parameters = { commands: [buildCommand(script, [...args], journal)], executionTimeout: ['172800'] }
+    const bytes = Buffer.byteLength(JSON.stringify(parameters))
+    expect(bytes).toBeLessThan(SSM_DOCUMENT_LIMIT - 2048)
   })
 })

@@ -2,11 +2,17 @@
 // output and exit code come back through the SDK as from SSM, and attached volumes are devices.
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs'
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { AttachVolumeCommand, CreateVolumeCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2'
+import {
+  AttachVolumeCommand,
+  CreateVolumeCommand,
+  EC2Client,
+  RunInstancesCommand,
+  TerminateInstancesCommand
+} from '@aws-sdk/client-ec2'
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import {
   CancelCommandCommand,
@@ -66,7 +72,12 @@ describeWithEmulator(title, () => {
 
   beforeAll(async () => {
     standin = spawn(process.execPath, [join(scripts, 'ssm-standin.mjs')], {
-      env: { ...process.env, I2E_MOTO_URL: motoUrl, AWS_REGION: region }
+      env: {
+        ...process.env,
+        I2E_MOTO_URL: motoUrl,
+        AWS_REGION: region,
+        I2E_STANDIN_DELIVERY_TIMEOUT_SCALE: '0.1'
+      }
     })
     standin.stderr.setEncoding('utf8').on('data', (s: string) => {
       standinLog += s
@@ -176,23 +187,170 @@ describeWithEmulator(title, () => {
     ).rejects.toMatchObject({ name: 'InvalidInstanceId' })
   })
 
-  it('cancels a running command and lists it as Cancelled', async () => {
-    const commandId = await send(['sleep 30'])
-    for (let i = 0; i < 50; i++) {
-      const list = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }))
-      if (list.CommandInvocations?.[0]?.Status === 'InProgress') break
-      await sleep(100)
+  /** Waits until a file exists (a command's marker that it got somewhere). */
+  const waitForFile = async (path: string) => {
+    for (let i = 0; i < 600 && !existsSync(path); i++) await sleep(100)
+    expect(existsSync(path)).toBe(true)
+  }
+
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
     }
-    await ssm.send(new CancelCommandCommand({ CommandId: commandId, InstanceIds: [instanceId] }))
+  }
+
+  it('runs the commands as _script.sh through sh -c, with dash as /bin/sh on Ubuntu and Debian', async () => {
+    // [[ is not dash: the first command fails, and the script carries on (no set -e). The file has
+    // no #! line: dash runs it through /bin/sh (dash again), so look at the program, not the name.
+    const commandId = await send([
+      '[[ 1 == 1 ]] && echo bash',
+      'echo "$(basename "$0") $(basename "$(readlink /proc/$$/exe)")"'
+    ])
     const { out } = await waitFor(commandId)
-    expect(out.Status).toBe('Cancelled')
-    const list = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }))
-    expect(list.CommandInvocations?.[0]?.CommandPlugins?.[0]?.Status).toBe('Cancelled')
+    expect(out.StandardOutputContent).toBe('_script.sh dash\n')
+    expect(out.StandardErrorContent).toMatch(/\[\[: not found/)
   })
 
-  it('stops a command at its executionTimeout', async () => {
-    const { out } = await waitFor(await send(['sleep 30'], '1'))
-    expect([out.Status, out.StatusDetails]).toEqual(['TimedOut', 'ExecutionTimedOut'])
+  it('reports Pending, then InProgress, then the end, and the output only at the end', async () => {
+    const commandId = await send(['sleep 2; echo done'])
+    const { out, seen } = await waitFor(commandId)
+    expect(seen).toEqual(['InvocationDoesNotExist', 'Pending', 'InProgress', 'Success'])
+    expect(out.StandardOutputContent).toBe('done\n')
+  })
+
+  // executers_unix.go:52 syscall.Kill(-pid, SIGKILL): no trap runs, background children die too.
+  for (const how of ['cancel', 'executionTimeout'] as const)
+    it(`on ${how} kills the whole process group with SIGKILL: no trap runs, no child survives`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'i2e-standin-kill-'))
+      try {
+        const commandId = await send(
+          [
+            `trap 'echo trapped > ${dir}/trap' EXIT INT TERM HUP`,
+            `sleep 300 & echo $! > ${dir}/child`,
+            `touch ${dir}/started`,
+            'wait'
+          ],
+          how === 'cancel' ? '60' : '3'
+        )
+        await waitForFile(join(dir, 'started'))
+        const child = Number(readFileSync(join(dir, 'child'), 'utf8'))
+        expect(alive(child)).toBe(true)
+        if (how === 'cancel')
+          await ssm.send(new CancelCommandCommand({ CommandId: commandId, InstanceIds: [instanceId] }))
+        const { out } = await waitFor(commandId)
+        expect([out.Status, out.StatusDetails, out.ResponseCode]).toEqual(
+          how === 'cancel' ? ['Cancelled', 'Cancelled', 137] : ['TimedOut', 'ExecutionTimedOut', 137]
+        )
+        for (let i = 0; i < 100 && alive(child); i++) await sleep(100)
+        expect(alive(child)).toBe(false)
+        await sleep(500) // a trap would have run by now
+        expect(existsSync(join(dir, 'trap'))).toBe(false)
+        const list = await ssm.send(
+          new ListCommandInvocationsCommand({ CommandId: commandId, Details: true })
+        )
+        expect(list.CommandInvocations?.[0]?.CommandPlugins?.[0]?.Status).toBe(out.Status)
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+
+  it('cancels a Pending command before it starts: it never runs and stays Cancelled', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'i2e-standin-pending-'))
+    try {
+      const commandId = await send([`touch ${dir}/ran`])
+      await ssm.send(new CancelCommandCommand({ CommandId: commandId, InstanceIds: [instanceId] }))
+      const { out } = await waitFor(commandId)
+      expect(out.Status).toBe('Cancelled')
+      await sleep(2500) // past the moment it would have started
+      expect(existsSync(join(dir, 'ran'))).toBe(false)
+      const again = await ssm.send(
+        new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId })
+      )
+      expect(again.Status).toBe('Cancelled')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('cuts stdout at 24,000 and stderr at 8,000 bytes, and the listed plugin Output at 2,500', async () => {
+    const commandId = await send([
+      "head -c 30000 /dev/zero | tr '\\0' a",
+      "head -c 9000 /dev/zero | tr '\\0' b >&2"
+    ])
+    const { out } = await waitFor(commandId)
+    const stdout = out.StandardOutputContent ?? ''
+    const stderr = out.StandardErrorContent ?? ''
+    expect([stdout.length, stderr.length]).toEqual([24000, 8000])
+    expect(stdout.endsWith('a--output truncated--')).toBe(true)
+    expect(stderr.endsWith('b--output truncated--')).toBe(true)
+    const list = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }))
+    const output = list.CommandInvocations?.[0]?.CommandPlugins?.[0]?.Output ?? ''
+    expect(output.length).toBeLessThanOrEqual(2500)
+    expect(output).toMatch(/^a+\n---Output truncated---\n----------ERROR-------\nb+\n---Error truncated----$/)
+  })
+
+  const instanceOffline = async (id: string, offline: boolean) => {
+    const answer = await fetch(`${standinUrl}/_standin/offline`, {
+      method: 'POST',
+      body: JSON.stringify({ instanceId: id, offline })
+    })
+    expect(answer.status).toBe(200)
+  }
+
+  it('keeps a command for an instance whose agent does not answer Pending, then DeliveryTimedOut', async () => {
+    await instanceOffline(instanceId, true)
+    try {
+      const info = await ssm.send(
+        new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] })
+      )
+      expect(info.InstanceInformationList?.[0]?.PingStatus).toBe('ConnectionLost')
+      const out = await ssm.send(
+        new SendCommandCommand({
+          DocumentName: 'AWS-RunShellScript',
+          InstanceIds: [instanceId],
+          TimeoutSeconds: 30, // × the test's delivery scale of 0.1: 3 s
+          Parameters: { commands: ['echo ran'] }
+        })
+      )
+      const { out: end, seen } = await waitFor(out.Command?.CommandId ?? '')
+      expect(seen).not.toContain('InProgress')
+      expect([end.Status, end.StatusDetails, end.StandardOutputContent]).toEqual([
+        'TimedOut',
+        'DeliveryTimedOut',
+        ''
+      ])
+    } finally {
+      await instanceOffline(instanceId, false)
+    }
+  })
+
+  it('reports Undeliverable when the instance is gone before the command reaches it', async () => {
+    const run = await ec2.send(new RunInstancesCommand({ ImageId: 'ami-12c6146b', MinCount: 1, MaxCount: 1 }))
+    const doomed = run.Instances?.[0]?.InstanceId ?? ''
+    await instanceOffline(doomed, true)
+    const sent = await ssm.send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [doomed],
+        Parameters: { commands: ['echo ran'] }
+      })
+    )
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [doomed] }))
+    const commandId = sent.Command?.CommandId ?? ''
+    for (let i = 0; i < 100; i++) {
+      const out = await ssm
+        .send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: doomed }))
+        .catch(() => undefined)
+      if (out && terminal.has(out.Status ?? '')) {
+        expect([out.Status, out.StatusDetails]).toEqual(['Failed', 'Undeliverable'])
+        return
+      }
+      await sleep(100)
+    }
+    throw new Error('the command for a terminated instance never ended')
   })
 
   // The devices need a mount namespace and a loop device, so root.

@@ -1,11 +1,19 @@
 // Runs one of our shell scripts on an instance with SSM Run Command (AWS-RunShellScript) and
 // waits for it: tolerant of InvocationDoesNotExist right after sending, cancels the command when
 // the job is cancelled, maps every terminal status to a clear message with the last lines of output.
+//
+// SSM ends a cancelled or timed-out command with SIGKILL of its whole process group
+// (amazon-ssm-agent agent/executers/executers_unix.go:42-53): the script's exit trap never runs.
+// So every script but cleanup.sh keeps an undo journal on the instance (src/scripts/common.sh),
+// recorded in the ledger before the command is sent; unless the command succeeds, the step's
+// unwinding (or the post step) sends cleanup.sh, which undoes what the journal still lists.
+import { randomUUID } from 'node:crypto'
 import {
   CancelCommandCommand,
   GetCommandInvocationCommand,
   type GetCommandInvocationCommandOutput,
   SendCommandCommand,
+  type SendCommandCommandOutput,
   type SSMClient
 } from '@aws-sdk/client-ssm'
 import type { Ledger } from '../pipeline/ledger.js'
@@ -16,6 +24,14 @@ import { poll } from './poll.js'
 /** SSM keeps the first 24,000 characters of stdout and 8,000 of stderr. */
 export const SSM_STDOUT_LIMIT = 24000
 export const SSM_STDERR_LIMIT = 8000
+/**
+ * SendCommand fails with MaxDocumentSizeExceeded: "The size limit of a document is 64 KB"
+ * (API_SendCommand, Errors). The command text travels in the document's parameters.
+ */
+export const SSM_DOCUMENT_LIMIT = 64 * 1024
+
+/** Where the undo journals live on an instance: /var/tmp survives a reboot, like the bundle in /mnt. */
+export const JOURNAL_DIR = '/var/tmp/instance-to-ebs'
 
 export interface RemoteScriptOptions {
   ssm: SSMClient
@@ -33,6 +49,8 @@ export interface RemoteScriptOptions {
   onPoll?: (commandId: string) => Promise<void>
   pollDelayMs?: number
   heartbeatMs?: number
+  /** Seconds SSM may take to deliver the command (SendCommand TimeoutSeconds, 30 or more); 600. */
+  deliverySeconds?: number
 }
 
 export interface RemoteScriptResult {
@@ -60,10 +78,27 @@ export class RemoteCommandError extends Error {
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
-/** The command text: writes the script and its companions into a private folder and runs it with bash. */
-export function buildCommand(script: EntryScript, args: string[]): string {
+/**
+ * The command text: writes the script and its companions into a private folder and runs it with
+ * bash. The agent runs it with `sh -c` (dash on Ubuntu and Debian), so it is plain POSIX sh. With a
+ * journal it first starts the undo journal: the process group SSM would kill (/proc/$$/stat field
+ * 5: pid (comm) state ppid pgrp) and the folder, and marks every process of the run with I2E_RUN
+ * so that cleanup.sh finds what survived.
+ */
+export function buildCommand(script: EntryScript, args: string[], journal?: string): string {
   const files = [...companions[script], script]
-  const lines = ['set -u', 'd=$(mktemp -d /tmp/instance-to-ebs.XXXXXX)', `trap 'rm -rf "$d"' EXIT`]
+  const lines = ['set -u']
+  if (journal) {
+    const run = journal.replace(/^.*\//, '').replace(/\.journal$/, '')
+    lines.push(
+      `export I2E_JOURNAL=${shellQuote(journal)} I2E_RUN=${shellQuote(run)}`,
+      `mkdir -p ${JOURNAL_DIR} && chmod 700 ${JOURNAL_DIR} || exit 1`,
+      'read -r _ _ _ _ g _ < /proc/$$/stat && echo "group $g" >> "$I2E_JOURNAL" || exit 1'
+    )
+  }
+  lines.push('d=$(mktemp -d /tmp/instance-to-ebs.XXXXXX) || exit 1')
+  if (journal) lines.push('echo "dir $d" >> "$I2E_JOURNAL"')
+  lines.push(`trap 'rm -rf "$d"' EXIT`)
   for (const name of files) {
     const body = scripts[name]()
     const marker = `I2E_EOF_${name.replace(/\W/g, '_')}`
@@ -110,21 +145,37 @@ const TERMINAL: Record<string, string> = {
 
 export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScriptResult> {
   const executionSeconds = o.timeoutMinutes * 60
-  const sent = await o.ssm.send(
-    new SendCommandCommand({
-      DocumentName: 'AWS-RunShellScript',
-      InstanceIds: [o.instanceId],
-      Comment: `instance-to-ebs: ${o.purpose}`.slice(0, 100),
-      TimeoutSeconds: 600,
-      Parameters: {
-        commands: [buildCommand(o.script, o.args)],
-        executionTimeout: [String(executionSeconds)]
-      },
-      CloudWatchOutputConfig: o.logGroup
-        ? { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: o.logGroup }
-        : undefined
+  const deliverySeconds = o.deliverySeconds ?? 600
+  // Recorded before it is sent: the post step must undo a command the runner did not see end.
+  const journal = o.script !== 'cleanup.sh' && o.ledger ? `${JOURNAL_DIR}/${randomUUID()}.journal` : undefined
+  if (journal)
+    o.ledger?.record({
+      kind: 'remote-undo',
+      id: journal,
+      removeOn: 'always',
+      detail: { instanceId: o.instanceId }
     })
-  )
+  let sent: SendCommandCommandOutput
+  try {
+    sent = await o.ssm.send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [o.instanceId],
+        Comment: `instance-to-ebs: ${o.purpose}`.slice(0, 100),
+        TimeoutSeconds: deliverySeconds,
+        Parameters: {
+          commands: [buildCommand(o.script, o.args, journal)],
+          executionTimeout: [String(executionSeconds)]
+        },
+        CloudWatchOutputConfig: o.logGroup
+          ? { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: o.logGroup }
+          : undefined
+      })
+    )
+  } catch (err) {
+    if (journal) o.ledger?.forget('remote-undo', journal) // never sent: nothing to undo
+    throw err
+  }
   const commandId = sent.Command?.CommandId
   if (!commandId) throw new Error(`SSM accepted the command to ${o.purpose} but returned no command id`)
   o.ledger?.record({
@@ -143,7 +194,7 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
     invocation = await poll<GetCommandInvocationCommandOutput>({
       what: `the command to ${o.purpose} on ${o.instanceId}`,
       // Delivery may take up to TimeoutSeconds, then the script its execution timeout.
-      timeoutSeconds: 600 + executionSeconds + 120,
+      timeoutSeconds: deliverySeconds + executionSeconds + 120,
       signal: o.signal,
       minDelayMs: o.pollDelayMs ?? 3000,
       maxDelayMs: Math.max(o.pollDelayMs ?? 3000, 20000),
@@ -191,8 +242,10 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
   const { results, reason } = parseResults(stdout)
   const status = invocation.StatusDetails ?? invocation.Status ?? 'Unknown'
   const exitCode = invocation.ResponseCode ?? -1
-  if (status === 'Success' && exitCode === 0)
+  if (status === 'Success' && exitCode === 0) {
+    if (journal) o.ledger?.forget('remote-undo', journal) // the script undid its own changes
     return { commandId, status, exitCode, stdout, stderr, results, truncated }
+  }
 
   const where = truncated
     ? o.logGroup
@@ -230,4 +283,47 @@ async function cancel(o: RemoteScriptOptions, commandId: string): Promise<void> 
   } catch {
     // The cleanup and the post entry cancel again.
   }
+}
+
+export interface UndoOptions {
+  ssm: SSMClient
+  instanceId: string
+  /** The journal the killed command kept (the 'remote-undo' resource's id). */
+  journal: string
+  pollDelayMs?: number
+  onProgress?: (message: string) => void
+}
+
+/**
+ * Sends cleanup.sh to undo what a killed command left on its instance (services stopped, key
+ * material, a bundle, mounts, loop devices); a short command with a short delivery deadline, so
+ * that the post step does not wait long on an instance that no longer answers. Returns its results.
+ */
+export async function undoRemote(o: UndoOptions): Promise<Record<string, string>> {
+  const result = await runRemoteScript({
+    ssm: o.ssm,
+    instanceId: o.instanceId,
+    script: 'cleanup.sh',
+    args: ['--journal', o.journal],
+    purpose: `undo what a stopped command left on ${o.instanceId}`,
+    timeoutMinutes: 10,
+    deliverySeconds: 120,
+    signal: new AbortController().signal,
+    pollDelayMs: o.pollDelayMs,
+    onProgress: o.onProgress
+  })
+  const r = result.results
+  const did = [
+    r.killed && `killed ${r.killed}`,
+    r.services_restarted && `started ${r.services_restarted} again`,
+    r.unmounted && `unmounted ${r.unmounted}`,
+    r.detached && `detached ${r.detached}`,
+    r.removed && `removed ${r.removed}`
+  ].filter(Boolean)
+  o.onProgress?.(`on ${o.instanceId}: ${did.length > 0 ? did.join('; ') : 'nothing was left to undo'}`)
+  if (r.services_not_restarted)
+    throw new Error(
+      `could not start ${r.services_not_restarted} again on ${o.instanceId}: start them by hand`
+    )
+  return r
 }

@@ -10,6 +10,7 @@ export const ATTEMPTS_STATE = 'max-attempts'
 export type ResourceKind =
   | 'instance' // a temporary helper: terminated
   | 'command' // a running SSM command: cancelled
+  | 'remote-undo' // the undo journal of a remote script that may have been killed: cleanup.sh sent
   | 'attachment' // a volume attached to the helper: detached
   | 'volume' // the working volume: deleted
   | 'parameter' // a temporary SecureString: deleted

@@ -11,6 +11,7 @@ import {
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { CancelCommandCommand, DeleteParameterCommand } from '@aws-sdk/client-ssm'
 import type { Clients } from '../aws/clients.js'
+import { undoRemote } from '../aws/remote-script.js'
 import { waitForDetachment } from '../aws/ec2-wait.js'
 import { errorCode, poll } from '../aws/poll.js'
 import { stopCommand } from '../aws/stop-command.js'
@@ -45,6 +46,8 @@ export interface RemoveOptions {
   /** Seconds to wait for a cancelled command to end before the next resource goes. */
   commandStopTimeoutSeconds?: number
   pollDelayMs?: number
+  /** Progress of the removals that take a while (cleanup.sh on an instance). */
+  log?: (message: string) => void
 }
 
 export function resourceRemover(clients: Clients, options: RemoveOptions = {}) {
@@ -76,6 +79,18 @@ export function resourceRemover(clients: Clients, options: RemoveOptions = {}) {
               InstanceIds: r.detail?.instanceId ? [r.detail.instanceId] : undefined
             })
           )
+        )
+        return
+      case 'remote-undo':
+        // A terminated instance has nothing left to undo (SendCommand: InvalidInstanceId).
+        await tolerateGone(() =>
+          undoRemote({
+            ssm: clients.ssm,
+            instanceId: r.detail?.instanceId ?? '',
+            journal: r.id,
+            pollDelayMs: options.pollDelayMs,
+            onProgress: options.log
+          })
         )
         return
       case 'attachment':

@@ -226,6 +226,9 @@ export function removalCommand(r: Resource): string {
       return `aws ec2 terminate-instances ${region} --instance-ids ${id}`
     case 'command':
       return `aws ssm cancel-command ${region} --command-id ${id}`
+    case 'remote-undo':
+      // The journal lives on the instance: only a command run there can undo what it records.
+      return `on ${shellQuote(r.detail?.instanceId ?? 'the instance')}, as root: bash cleanup.sh --journal ${id} (src/scripts/cleanup.sh of this action, with common.sh beside it)`
     case 'attachment':
       return `aws ec2 detach-volume ${region} --volume-id ${id}${r.detail?.instanceId ? ` --instance-id ${shellQuote(r.detail.instanceId)}` : ''}`
     case 'volume':

@@ -47,6 +47,9 @@
 #     environment, with a small Ruby file loaded through RUBYOPT that makes the tool's
 #     instance-profile fallback take them from there. They are never printed.
 #  7. The local bundle (image, parts, manifest) is removed on exit.
+#  SSM ends a cancelled or timed-out command with SIGKILL, and then no exit trap runs: each change
+#  above (key folder, bundle folder, every service stopped) is first written to the undo journal
+#  (I2E_JOURNAL, see common.sh), which cleanup.sh, sent by the action next, undoes.
 #
 # Results (::result key=value): efi_partition, cmdline_matches_menu_lst, menu_lst_differences,
 # menu_lst_fixed, menu_lst_backup, root_used_bytes, space_needed_bytes, ami_tools_version,
@@ -380,6 +383,7 @@ make_work_dir() {
   local base
   for base in "$I2E_ROOT/dev/shm" "$I2E_ROOT/tmp"; do
     if [[ -d $base && -w $base ]] && WORK=$(mktemp -d "$base/i2e-keys.XXXXXX"); then
+      journal_add "dir $WORK"
       chmod 700 "$WORK"
       return 0
     fi
@@ -445,16 +449,21 @@ service_do() {
   esac >>"$WORK/services.log" 2>&1 </dev/null
 }
 
+# Each one is written to the undo journal before it is stopped: if SSM kills this script
+# (SIGKILL, no trap), cleanup.sh starts it again.
 stop_services() {
-  local service
+  local service tool
+  tool=$(service_tool)
   for service in $STOP_SERVICES; do
     if [[ $service == epmd ]]; then
       # the Erlang port mapper is no service: it outlives rabbitmq-server, so it is killed
       if pgrep -x epmd >/dev/null 2>&1; then
+        journal_add "service epmd epmd"
         pkill -x epmd || fail "could not stop epmd"
         STOPPED+=(epmd)
       fi
     elif service_running "$service"; then
+      journal_add "service $tool $service"
       service_do "$service" stop || fail "could not stop $service: $(error_line "$WORK/services.log")"
       STOPPED+=("$service")
     else
@@ -466,15 +475,16 @@ stop_services() {
 
 # In reverse order; a service that does not come back is a warning, never the failure.
 restart_services() {
-  local i service restarted=() failed=()
+  local i service restarted=() failed=() tool
+  tool=$(service_tool)
   for ((i = ${#STOPPED[@]} - 1; i >= 0; i--)); do
     service=${STOPPED[i]}
     if [[ $service == epmd ]]; then
       if epmd -daemon >/dev/null 2>&1 </dev/null; then restarted+=(epmd); else failed+=(epmd); fi
-    elif service_do "$service" start; then
-      restarted+=("$service")
+      journal_drop "service epmd epmd"
     else
-      failed+=("$service")
+      if service_do "$service" start; then restarted+=("$service"); else failed+=("$service"); fi
+      journal_drop "service $tool $service"
     fi
   done
   STOPPED=()
@@ -567,6 +577,7 @@ on_exit() {
   ((${#STOPPED[@]} > 0)) && restart_services
   [[ -n $BUNDLE_DIR && -d $BUNDLE_DIR ]] && rm -rf -- "$BUNDLE_DIR"
   [[ -n $WORK && -d $WORK ]] && rm -rf -- "$WORK"
+  journal_end
   exit "$rc"
 }
 
@@ -593,6 +604,7 @@ main() {
   fetch_parameter "$KEY_PARAMETER" "$WORK/pk.pem"
 
   BUNDLE_DIR=$(mktemp -d "$CHOSEN_DESTINATION/i2e-bundle.XXXXXX")
+  journal_add "dir $BUNDLE_DIR"
   result bundle_destination "$BUNDLE_DIR"
   local excludes="$WORK,$BUNDLE_DIR" path
   for path in $EXCLUDES; do excludes+=",$path"; done

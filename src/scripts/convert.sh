@@ -88,6 +88,9 @@ done
 shm=${I2E_SHM_DIR:-/dev/shm} # memory, so that the key never lands on a disk
 [[ -d $shm && -w $shm ]] || shm=${TMPDIR:-/tmp}
 work=$(mktemp -d "$shm/i2e-convert.XXXXXX") || fail "cannot create a private temporary directory in $shm"
+# SSM ends a cancelled or timed-out command with SIGKILL: cleanup() below never runs then. So each
+# thing it would undo is first written to the undo journal (common.sh), which cleanup.sh undoes.
+journal_add "dir $work"
 chmod 700 "$work"
 hasher_pid='' mount_dir='' loops=()
 
@@ -107,6 +110,7 @@ cleanup() {
     losetup -d "$loop" 2>/dev/null || progress "warning: could not detach $loop"
   done
   rm -rf "$work"
+  journal_end
   exit "$rc"
 }
 trap cleanup EXIT
@@ -365,6 +369,7 @@ else
 fi
 
 if ((target_is_device)); then
+  journal_add "flush $target" # undone last: after everything on it is unmounted
   require_cmd blockdev lsblk
   mounts=$(lsblk -nrpo NAME,MOUNTPOINT "$target" 2>/dev/null | awk 'NF > 1 { printf "%s on %s; ", $1, $2 }')
   [[ -z $mounts ]] || fail "target $target is in use (${mounts%; }): unmount it, or give a new empty volume"
@@ -642,6 +647,7 @@ if [[ -n $root_number ]]; then
     root_node=$(losetup -f --show -o "$root_offset" --sizelimit "$root_size" "$target" 2>"$work/losetup.err") ||
       fail "cannot map partition $root_number of $target: $(first_line "$work/losetup.err")"
     loops+=("$root_node")
+    journal_add "loop $root_node"
   fi
 fi
 progress "root filesystem: $root_type on $root_node (partition ${root_number:-none}, offset $root_offset)"
@@ -662,6 +668,7 @@ result filesystem_label "$(blkid -p -o value -s LABEL "$root_node" 2>/dev/null |
 result filesystem_uuid "$(blkid -p -o value -s UUID "$root_node" 2>/dev/null || true)"
 
 mount_dir=$(mktemp -d "${TMPDIR:-/tmp}/i2e-root.XXXXXX")
+journal_add "mount $mount_dir"
 mount_opts=rw
 [[ $root_type != xfs ]] || mount_opts=rw,nouuid # the helper may run from a copy of the same image
 mount -t "$root_type" -o "$mount_opts" "$root_node" "$mount_dir" 2>"$work/mount.err" ||

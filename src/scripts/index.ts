@@ -9,14 +9,16 @@ export const scripts = {
   'convert.sh': () => load(new URL('./convert.sh', import.meta.url)),
   'bundle.sh': () => load(new URL('./bundle.sh', import.meta.url)),
   'bundle-checks.sh': () => load(new URL('./bundle-checks.sh', import.meta.url)),
-  'ssm-get-parameter.rb': () => load(new URL('./ssm-get-parameter.rb', import.meta.url))
+  'ssm-get-parameter.rb': () => load(new URL('./ssm-get-parameter.rb', import.meta.url)),
+  'cleanup.sh': () => load(new URL('./cleanup.sh', import.meta.url))
 } as const
 
 export type ScriptName = keyof typeof scripts
-export type EntryScript = 'convert.sh' | 'bundle.sh'
+export type EntryScript = 'convert.sh' | 'bundle.sh' | 'cleanup.sh'
 
 /** The files each entry script sources from its own folder. */
 export const companions: Record<EntryScript, ScriptName[]> = {
   'convert.sh': ['common.sh'],
-  'bundle.sh': ['common.sh', 'bundle-checks.sh', 'ssm-get-parameter.rb']
+  'bundle.sh': ['common.sh', 'bundle-checks.sh', 'ssm-get-parameter.rb'],
+  'cleanup.sh': ['common.sh']
 }

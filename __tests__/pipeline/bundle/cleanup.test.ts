@@ -21,6 +21,7 @@ import {
   type BundleAccount,
   bundleAccount,
   bundleSettings,
+  cleanupDone,
   MANIFEST_KEY,
   MANIFEST_URL,
   NEW_IMAGE,
@@ -125,6 +126,8 @@ describe('cleanup after a failed bundle run', () => {
     expect(account.ec2.commandCalls(RegisterImageCommand).filter((c) => !c.args[0].input.DryRun)).toEqual([])
     expect(account.ec2).not.toHaveReceivedCommand(DeregisterImageCommand)
     expect(result.cleanup.removed).toEqual([
+      // a failed command may have been killed (OOM) before its trap: cleanup.sh goes too
+      expect.stringMatching(/^remote-undo \/var\/tmp\/instance-to-ebs\/[0-9a-f-]+\.journal$/),
       `bundle ${MANIFEST_URL}`,
       `parameter ${parameterNames(account)[1]}`,
       `parameter ${parameterNames(account)[0]}`
@@ -240,7 +243,8 @@ describe('cleanup after a failed bundle run', () => {
     const account = bundleAccount()
     const abort = new AbortController()
     let cancelled = false
-    account.ssm.on(GetCommandInvocationCommand).callsFake(() => {
+    account.ssm.on(GetCommandInvocationCommand).callsFake((input: { CommandId?: string }) => {
+      if (input.CommandId?.startsWith('cleanup-')) return cleanupDone
       abort.abort()
       return cancelled
         ? { Status: 'Cancelled', StatusDetails: 'Cancelled' }
@@ -253,6 +257,14 @@ describe('cleanup after a failed bundle run', () => {
     const { result } = await run(account, {}, abort)
     expect(result.cancelled).toBe(true)
     expect(account.ssm).toHaveReceivedCommandWith(CancelCommandCommand, { CommandId: 'cmd-1' })
+    // SSM's SIGKILL ran no trap: cleanup.sh was sent for the bundle command's journal.
+    const journal = /export I2E_JOURNAL='([^']+)'/.exec(
+      account.sentCommands[0]?.parameters.commands?.[0] ?? ''
+    )?.[1]
+    expect(journal).toMatch(/\.journal$/)
+    expect(
+      account.cleanupCommands.map((c) => c.parameters.commands?.[0]?.trimEnd().split('\n').pop())
+    ).toEqual([`bash "$d/cleanup.sh" '--journal' '${journal}'`])
     expectBundleRemoved(account)
     expect(account.parameters.size).toBe(0)
   })
