@@ -2,6 +2,7 @@
 // a configurable attempt count, our user agent, and the SDK's own endpoint variables
 // (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2, …) so tests can point them at an emulator.
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs'
+import { EBSClient } from '@aws-sdk/client-ebs'
 import { EC2Client, type EC2ClientConfig } from '@aws-sdk/client-ec2'
 import { S3Client } from '@aws-sdk/client-s3'
 import { SSMClient } from '@aws-sdk/client-ssm'
@@ -11,6 +12,8 @@ export const USER_AGENT: [string, string] = ['instance-to-ebs', '0.1.0']
 export interface Clients {
   region: string
   ec2: EC2Client
+  /** EBS direct APIs (convert-on: runner). Its block writes retry on their own (snapshot-blocks.ts). */
+  ebs: EBSClient
   ssm: SSMClient
   s3: S3Client
   logs: CloudWatchLogsClient
@@ -42,6 +45,7 @@ export function makeClients({
   return {
     region,
     ec2: new EC2Client(common),
+    ebs: new EBSClient(common),
     ssm: new SSMClient(common),
     s3: new S3Client({ ...common, forcePathStyle }),
     logs: new CloudWatchLogsClient(common)
@@ -49,5 +53,5 @@ export function makeClients({
 }
 
 export function destroyClients(clients: Clients): void {
-  for (const c of [clients.ec2, clients.ssm, clients.s3, clients.logs]) c.destroy()
+  for (const c of [clients.ec2, clients.ebs, clients.ssm, clients.s3, clients.logs]) c.destroy()
 }

@@ -359,6 +359,7 @@ describe('convert: preflight refuses before anything is created', () => {
       'write image',
       'detach volume',
       'snapshot',
+      'write snapshot',
       'register'
     ])
   })

@@ -205,29 +205,33 @@ async function provePermissions(ctx: RunContext, place: HelperPlace): Promise<vo
           })
         )
     ],
-    [
-      'register the AMI',
-      'ec2:RegisterImage',
-      () =>
-        ec2.send(
-          new RegisterImageCommand({
-            DryRun: true,
-            Name: 'instance-to-ebs-permission-probe',
-            RootDeviceName: '/dev/sda1',
-            VirtualizationType: 'hvm',
-            Architecture: 'x86_64',
-            BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { SnapshotId: PLACEHOLDER_SNAPSHOT } }]
-          })
-        )
-    ]
+    ['register the AMI', 'ec2:RegisterImage', registerProbe(ctx)]
   ]
   for (const [what, actions, call] of checks) report(ctx, what, await provePermission(actions, call))
 }
+
+const registerProbe = (ctx: RunContext) => () =>
+  ctx.clients.ec2.send(
+    new RegisterImageCommand({
+      DryRun: true,
+      Name: 'instance-to-ebs-permission-probe',
+      RootDeviceName: '/dev/sda1',
+      VirtualizationType: 'hvm',
+      Architecture: 'x86_64',
+      BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { SnapshotId: PLACEHOLDER_SNAPSHOT } }]
+    })
+  )
 
 /** Helper, key parameter and permissions: the checks that need no source image. */
 export const preflightStep: Step<RunContext> = {
   name: 'preflight',
   run: async (ctx) => {
+    if (ctx.settings.convertOn === 'runner') {
+      ctx.log.info('convert-on: runner: no helper; the runner writes the snapshot with the EBS direct APIs')
+      await checkKeyParameter(ctx)
+      report(ctx, 'register the AMI', await provePermission('ec2:RegisterImage', registerProbe(ctx)))
+      return
+    }
     const { helper } = ctx.settings
     let place: HelperPlace
     if (helper.instanceId) place = await checkGivenHelper(ctx, helper.instanceId)
