@@ -3,7 +3,12 @@
 // __tests__/policies.test.ts fails when they differ from the files.
 import { readFileSync, writeFileSync } from 'node:fs'
 
-export const POLICY_NAMES = ['runner-role', 'runner-role-direct', 'source-instance-profile', 'helper-instance-profile']
+export const POLICY_NAMES = [
+  'runner-role',
+  'runner-role-direct',
+  'source-instance-profile',
+  'helper-instance-profile'
+]
 
 const root = new URL('../', import.meta.url)
 
