@@ -390,9 +390,7 @@ export class EmulatorSession {
     // untagged one is moto's: always when a snapshot names it, and in sessions that only use the
     // runner path (ebsDirectOnly) also once its snapshot is gone.
     const emulatorOnly = new Set(
-      volumes
-        .filter((v) => !v.tagged && (snapshotSources.has(v.id) || this.ebsDirectOnly))
-        .map((v) => v.id)
+      volumes.filter((v) => !v.tagged && (snapshotSources.has(v.id) || this.ebsDirectOnly)).map((v) => v.id)
     )
     return {
       volumes: volumes.filter((v) => !emulatorOnly.has(v.id)),
