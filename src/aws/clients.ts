@@ -42,14 +42,34 @@ export function makeClients({
   }
   // Path-style addressing only for local S3 emulators, which cannot serve bucket subdomains.
   const forcePathStyle = Boolean(env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL)
+  const ebs = new EBSClient(common)
+  unsignedBlockPayloads(ebs)
   return {
     region,
     ec2: new EC2Client(common),
-    ebs: new EBSClient(common),
+    ebs,
     ssm: new SSMClient(common),
     s3: new S3Client({ ...common, forcePathStyle }),
     logs: new CloudWatchLogsClient(common)
   }
+}
+
+/**
+ * "The block data that is transmitted is not signed as part of the Signature Version 4 signing
+ * process. As a result, checksums are used to validate the integrity of the data" (EBS user
+ * guide, "Use EBS direct APIs checksums"): PutSnapshotBlock carries its own SHA-256, so the
+ * signer need not hash every 512 KiB body a second time.
+ */
+export function unsignedBlockPayloads(ebs: EBSClient): void {
+  ebs.middlewareStack.add(
+    (next, context) => async (args) => {
+      const request = args.request as { headers?: Record<string, string> }
+      if (context.commandName === 'PutSnapshotBlockCommand' && request.headers)
+        request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD'
+      return next(args)
+    },
+    { step: 'build', name: 'unsignedBlockPayloads' }
+  )
 }
 
 export function destroyClients(clients: Clients): void {
