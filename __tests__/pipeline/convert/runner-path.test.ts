@@ -11,6 +11,8 @@ import {
   BUCKET,
   directSnapshotImage,
   FakeAccount,
+  HELPER,
+  MANIFEST_KEY,
   mockAccount,
   REGION,
   SOURCE_AMI,
@@ -170,5 +172,50 @@ describe('convert-on: runner', () => {
     const { result } = await runConvert(onRunner)
     expect(String(result.error)).toMatch(/failed after 1 attempt\(s\) \(AccessDeniedException\)/)
     expect(account.leftovers()).toEqual([])
+  })
+})
+
+describe('convert-on: helper, the signature checked on the runner in preflight', () => {
+  const onHelper = { 'source-ami-id': SOURCE_AMI, 'helper-instance-id': HELPER, region: REGION }
+
+  it('refuses a manifest changed after signing before a volume exists (certificate given)', async () => {
+    const key = `${BUCKET}/${MANIFEST_KEY}`
+    account.objects.set(
+      key,
+      String(account.objects.get(key)).replace('<size>67108864</size>', '<size>67108865</size>')
+    )
+    const { result } = await runConvert({
+      ...onHelper,
+      'x509-private-key': hvm.key,
+      'x509-certificate': hvm.cert
+    })
+    expect(result.failedStep).toBe('preflight source')
+    expect(String(result.error)).toMatch(/manifest signature mismatch/)
+    for (const op of ['CreateVolume', 'SendCommand', 'PutParameter']) expect(ops()).not.toContain(op)
+    expect(account.leftovers()).toEqual([])
+  })
+
+  it('refuses a wrong private key in preflight, whatever RSA decryption returns', async () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem'
+    }) as string
+    const { result } = await runConvert({
+      ...onHelper,
+      'x509-private-key': other,
+      'x509-certificate': hvm.cert
+    })
+    expect(String(result.error)).toMatch(/wrong private key/)
+    expect(ops()).not.toContain('CreateVolume')
+  })
+
+  it('passes the real bundle with its key and says so', async () => {
+    const { result, lines } = await runConvert({
+      ...onHelper,
+      'x509-private-key': hvm.key,
+      'dry-run': 'true'
+    })
+    expect(result.error).toBeUndefined()
+    expect(lines).toContain('manifest signature verified on the runner; the private key opens the bundle key')
   })
 })
