@@ -39,12 +39,12 @@ function checkSignatureOnRunner(ctx: RunContext, xml: string, where: string): vo
     return
   }
   const secrets = readBundleSecrets(xml, `the manifest ${where}`)
+  if (parses(privateKeyPem)) unwrapBundleKey(secrets, privateKeyPem) // a wrong key says so first
   verifyManifestSignature(
     secrets,
     { certificatePem: parses(certificatePem) ? certificatePem : undefined, privateKeyPem },
     `the manifest ${where}`
   )
-  if (parses(privateKeyPem)) unwrapBundleKey(secrets, privateKeyPem)
   ctx.log.info(
     `manifest signature verified on the runner${parses(privateKeyPem) ? '; the private key opens the bundle key' : ''}`
   )

@@ -76,8 +76,9 @@ export const runnerWriteStep: Step<RunContext> = {
     const privateKeyPem = await readKeyMaterial(ctx, keyMaterial, 'x509-private-key-parameter')
     const cert = ctx.settings.x509.certificate
     const certificatePem = cert ? await readKeyMaterial(ctx, cert, 'x509-certificate-parameter') : undefined
-    verifyManifestSignature(secrets, { certificatePem, privateKeyPem }, where)
+    // The key first: a wrong key then says so, rather than failing the signature check with its public half.
     const { key, iv } = unwrapBundleKey(secrets, privateKeyPem)
+    verifyManifestSignature(secrets, { certificatePem, privateKeyPem }, where)
     ctx.log.info(
       `manifest signature verified (${certificatePem ? 'certificate' : "the private key's public half"}); key and IV unwrapped on the runner`
     )
