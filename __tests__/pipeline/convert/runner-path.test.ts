@@ -79,6 +79,14 @@ describe('convert-on: runner', () => {
     expect(Number(ctx.facts['bytes sent'])).toBe(written * 524288)
     expect(ctx.facts['upload rate']).toMatch(/MiB\/s$/)
     expect(lines.join('\n')).toMatch(/manifest signature verified/)
+    // The plan holds no helper step: the summary lists only what could run.
+    expect(result.timings.map((t) => t.step)).toEqual([
+      'preflight',
+      'preflight source',
+      'image facts',
+      'write snapshot',
+      'register'
+    ])
   })
 
   it('refuses a corrupt part: never completed, the snapshot deleted, no AMI', async () => {

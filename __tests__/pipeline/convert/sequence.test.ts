@@ -359,7 +359,6 @@ describe('convert: preflight refuses before anything is created', () => {
       'write image',
       'detach volume',
       'snapshot',
-      'write snapshot',
       'register'
     ])
   })

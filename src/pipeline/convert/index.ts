@@ -20,11 +20,15 @@ import { writeImageStep } from './write.js'
 /** Needs no source: helper, key parameter, permissions. */
 export const convertChecks: Step<RunContext>[] = [preflightStep]
 
+/** The steps only one place of writing uses (the plan leaves out the other's). */
+export const HELPER_ONLY = new Set<string>()
+export const RUNNER_ONLY = new Set<string>([runnerWriteStep.name])
+
 /** A helper-path step: skipped with convert-on: runner. */
-const onHelper = (step: Step<RunContext>): Step<RunContext> => ({
-  ...step,
-  enabled: (ctx) => !onRunner(ctx) && (step.enabled?.(ctx) ?? true)
-})
+const onHelper = (step: Step<RunContext>): Step<RunContext> => {
+  HELPER_ONLY.add(step.name)
+  return { ...step, enabled: (ctx) => !onRunner(ctx) && (step.enabled?.(ctx) ?? true) }
+}
 
 /**
  * Source checks (and the dry-run stop), then everything that creates something: on a helper
