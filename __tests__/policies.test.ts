@@ -26,6 +26,7 @@ interface PolicyDocument {
 const POLICIES = [
   'runner-role',
   'runner-role-replace',
+  'runner-role-direct',
   'source-instance-profile',
   'helper-instance-profile'
 ] as const
@@ -49,7 +50,8 @@ const SERVICE_OF_PACKAGE: Record<string, string> = {
   'client-ec2': 'ec2',
   'client-ssm': 'ssm',
   'client-s3': 's3',
-  'client-cloudwatch-logs': 'logs'
+  'client-cloudwatch-logs': 'logs',
+  'client-ebs': 'ebs'
 }
 
 /** S3's API names differ from its IAM action names. */
@@ -239,9 +241,9 @@ describe('runner-role.json', () => {
     )
   })
 
-  it('allows every AWS API call the code makes', () => {
+  it('allows every AWS API call the code makes (the EBS direct APIs are in runner-role-direct.json)', () => {
     const missing = calls
-      .filter((c) => !allowed(doc, c.action))
+      .filter((c) => !c.action.startsWith('ebs:') && !allowed(doc, c.action))
       .map((c) => `${c.action} (${c.command} in ${c.file})`)
     expect([...new Set(missing)]).toEqual([])
   })
@@ -285,6 +287,73 @@ describe('runner-role-replace.json', () => {
   it('grants nothing the code does not call', () => {
     const used = new Set(sdkCalls().map((c) => c.action))
     expect(grantedActions(doc).filter((a) => !used.has(a))).toEqual([])
+  })
+})
+
+describe('runner-role-direct.json (convert-on: runner)', () => {
+  const doc = policy('runner-role-direct')
+  const calls = sdkCalls()
+  /** The files whose calls the runner path makes: its own step, the shared source checks and registration. */
+  const runnerPathFiles = [
+    'src/pipeline/convert/runner-write.ts',
+    'src/aws/snapshot-blocks.ts',
+    'src/aws/manifest.ts',
+    'src/pipeline/convert/preflight-source.ts',
+    'src/pipeline/convert/register.ts'
+  ]
+  /** Calls the runner path makes through helpers shared with the helper path. */
+  const shared: Record<string, string> = {
+    'ec2:DescribeSnapshots': 'waitForSnapshot in snapshot.ts',
+    'ec2:DeleteSnapshot': 'removing the pending snapshot on failure (resources.ts)',
+    'ssm:DescribeParameters': 'preflight checks a given key parameter'
+  }
+
+  it('allows every call of the runner path, including each EBS direct API the code makes', () => {
+    const needed = new Set([
+      ...calls
+        .filter((c) => runnerPathFiles.includes(c.file) || c.action.startsWith('ebs:'))
+        .map((c) => c.action),
+      ...Object.keys(shared)
+    ])
+    expect([...needed]).toEqual(
+      expect.arrayContaining(['ebs:StartSnapshot', 'ebs:PutSnapshotBlock', 'ebs:CompleteSnapshot'])
+    )
+    expect([...needed].filter((a) => !allowed(doc, a))).toEqual([])
+  })
+
+  it('allows nothing the code does not need, and nothing of the helper path', () => {
+    const used = new Set(calls.map((c) => c.action))
+    const extras = ['ec2:CreateTags', ...Object.keys(RUNNER_EXTRAS).filter((a) => a.startsWith('kms:'))]
+    expect(grantedActions(doc).filter((a) => !used.has(a) && !extras.includes(a))).toEqual([])
+    for (const a of [
+      'ec2:RunInstances',
+      'ec2:CreateVolume',
+      'ec2:AttachVolume',
+      'ec2:DetachVolume',
+      'ec2:CreateSnapshot',
+      'ec2:TerminateInstances',
+      'ssm:SendCommand',
+      'ssm:PutParameter',
+      'iam:PassRole'
+    ])
+      expect(allowed(doc, a)).toBe(false)
+  })
+
+  it('starts, writes and completes only snapshots that carry the run tag', () => {
+    for (const s of grants(doc, 'ebs:StartSnapshot')) {
+      expect(s.Resource).toBe('arn:aws:ec2:*::snapshot/*')
+      expect(s.Condition?.Null?.['aws:RequestTag/instance-to-ebs:run']).toBe('false')
+    }
+    for (const action of ['ebs:PutSnapshotBlock', 'ebs:CompleteSnapshot'])
+      for (const s of grants(doc, action)) {
+        expect(s.Resource).toBe('arn:aws:ec2:*::snapshot/*')
+        expect(s.Condition?.Null?.['aws:ResourceTag/instance-to-ebs:run']).toBe('false')
+      }
+    for (const s of grants(doc, 'ec2:CreateTags'))
+      expect(
+        s.Condition?.StringEquals?.['ec2:CreateAction'] ??
+          s.Condition?.Null?.['aws:RequestTag/instance-to-ebs:run']
+      ).toBeDefined()
   })
 })
 

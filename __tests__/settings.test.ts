@@ -365,3 +365,60 @@ describe('readSettings: bad inputs', () => {
     expect(problems.join('\n')).toContain("'x509-private-key': the value (hidden)")
   })
 })
+
+describe('readSettings: convert-on', () => {
+  const onRunner = {
+    'source-ami-id': 'ami-0123456789abcdef0',
+    region: 'us-east-1',
+    'x509-private-key': KEY,
+    'convert-on': 'runner'
+  }
+
+  it('defaults to the helper; runner needs no helper input and sets the upload concurrency', () => {
+    expect(read(convertInputs)).toMatchObject({ convertOn: 'helper', uploadConcurrency: 32 })
+    const s = read({ ...onRunner, 'upload-concurrency': '16' })
+    expect(s).toMatchObject({ convertOn: 'runner', uploadConcurrency: 16 })
+    expect(s.helper).toEqual({ instanceId: undefined, launch: undefined })
+  })
+
+  it('refuses helper inputs with convert-on: runner, naming each', () => {
+    const problems = problemsOf({
+      ...onRunner,
+      'helper-instance-id': 'i-0fedcba9876543210',
+      'helper-subnet-id': 'subnet-0123456789abcdef0',
+      'helper-instance-profile': 'p'
+    })
+    for (const name of ['helper-instance-id', 'helper-subnet-id', 'helper-instance-profile'])
+      expect(problems).toContainEqual(
+        expect.stringMatching(new RegExp(`^'${name}' cannot be used with 'convert-on: runner'`))
+      )
+  })
+
+  it('refuses a bad convert-on, upload-concurrency out of range, a KMS key that is not an ARN, and bundle mode', () => {
+    expect(problemsOf({ ...onRunner, 'convert-on': 'laptop' })).toContainEqual(
+      expect.stringMatching(/^'convert-on'/)
+    )
+    expect(problemsOf({ ...onRunner, 'upload-concurrency': '0' })).toContainEqual(
+      expect.stringMatching(/^'upload-concurrency'/)
+    )
+    expect(problemsOf({ ...onRunner, encrypted: 'true', 'kms-key-id': 'alias/ebs' })).toContainEqual(
+      expect.stringMatching(/^'kms-key-id'.*key ARN/)
+    )
+    expect(
+      read({ ...onRunner, encrypted: 'true', 'kms-key-id': 'arn:aws:kms:us-east-1:123456789012:key/abcd' })
+        .ami.kmsKeyId
+    ).toMatch(/^arn:/)
+    expect(problemsOf({ ...convertInputs, 'upload-concurrency': '8' })).toContainEqual(
+      expect.stringMatching(/^'upload-concurrency' cannot be used with 'convert-on: helper'/)
+    )
+    expect(
+      problemsOf({
+        ...fullInputs,
+        mode: 'bundle',
+        'helper-subnet-id': '',
+        'helper-instance-profile': '',
+        'convert-on': 'runner'
+      })
+    ).toContainEqual(expect.stringMatching(/^'convert-on' cannot be used in mode 'bundle'/))
+  })
+})

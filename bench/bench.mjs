@@ -3,6 +3,7 @@
 // 1 GiB image with about 200 MB of random data. Not a test: it takes a few minutes.
 //
 // Environment: I2E_BENCH_RUNS (3 per variant), I2E_BENCH_IMAGE_MIB (1024), TMPDIR (work dir).
+// Then the runner path (bench/runner-path.mjs), as a line starting `runner_path `.
 // Ends with one line: speedup=<baseline/streaming> scratch_bytes=<n> written_bytes=<n> image_bytes=<n>
 import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -20,6 +21,7 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runnerPathBench } from './runner-path.mjs'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const convert = fileURLToPath(new URL('../src/scripts/convert.sh', import.meta.url))
@@ -214,6 +216,9 @@ async function main() {
         `scratch 0 ${summary.streaming.scratch === 0 ? 'met' : 'MISSED'}, written <= non-zero + 1% ` +
         `${written <= nonzero * 1.01 ? 'met' : 'MISSED'}`
     )
+    // convert-on: runner on the same bundle; its line starts with `runner_path `.
+    const runnerLine = await runnerPathBench(bundle, { log })
+    log(runnerLine)
     log(
       `speedup=${speedup.toFixed(2)} scratch_bytes=${summary.streaming.scratch} written_bytes=${written} image_bytes=${imageBytes}`
     )

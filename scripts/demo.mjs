@@ -16,6 +16,14 @@ const SOURCE_AMI = 'ami-0123456789abcdef0'
 const BUCKET = 'instance-to-ebs-demo'
 const PREFIX = 'bundles/hvm-mbr'
 const REPO = fileURLToPath(new URL('..', import.meta.url))
+// --convert-on runner: the runner writes the snapshot with the EBS direct APIs (no helper, no root).
+const convertOnAt = process.argv.indexOf('--convert-on')
+const CONVERT_ON = convertOnAt > 0 ? process.argv[convertOnAt + 1] : 'helper'
+if (CONVERT_ON !== 'helper' && CONVERT_ON !== 'runner') {
+  process.stderr.write(`demo: --convert-on takes helper or runner, not '${CONVERT_ON}'\n`)
+  process.exit(2)
+}
+const ON_RUNNER = CONVERT_ON === 'runner'
 
 // A closed pipe (npm run demo | head) must not kill the demo before it stops what it started.
 for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
@@ -35,7 +43,11 @@ if (!process.env.I2E_DEMO_PREPARED) {
   say('    through SSM Run Command locally, on this machine, with the new EBS volume as a loop device.')
   say('  - The bundle is a real ec2-bundle-image bundle (test key, not a secret) in an emulated bucket.')
   say()
-  if (process.getuid?.() !== 0) {
+  if (ON_RUNNER)
+    say(
+      '  - convert-on: runner: no helper and no SSM command; the action writes the snapshot itself (EBS direct APIs).'
+    )
+  if (!ON_RUNNER && process.getuid?.() !== 0) {
     fail(
       'needs root: the SSM stand-in gives the convert script the new volume as a loop device ' +
         '(losetup, unshare, mount). Run it as root, e.g.: sudo npm run demo'
@@ -69,7 +81,7 @@ if (!process.env.I2E_DEMO_PREPARED) {
     process.on('SIGTERM', () => {})
     const again = spawnSync(
       join(REPO, 'node_modules', 'node', 'bin', 'node'),
-      [fileURLToPath(import.meta.url)],
+      [fileURLToPath(import.meta.url), ...process.argv.slice(2)],
       {
         stdio: 'inherit',
         env: { ...process.env, I2E_DEMO_PREPARED: '1', I2E_DEMO_STARTED_MS: String(startedAt) }
@@ -93,6 +105,8 @@ const session = new EmulatorSession({
   ],
   log: (line) => process.stderr.write(`${line}\n`)
 })
+
+session.ebsDirectOnly = ON_RUNNER
 
 // Ctrl-C / SIGTERM: the action (which gets the terminal's SIGINT too) stops and cleans up, post
 // still runs, then everything this demo started is stopped. A second one stops at once.
@@ -171,7 +185,7 @@ try {
   say('Starting the emulator and the SSM stand-in...')
   const started = Date.now()
   await session.start()
-  if (!session.loopDevices)
+  if (!ON_RUNNER && !session.loopDevices)
     throw new Error(
       'the SSM stand-in cannot give commands loop devices here (no losetup, unshare or overlay mounts); ' +
         `its log: ${session.standinLog.trim()}`
@@ -184,13 +198,14 @@ try {
   const bundle = await session.uploadBundle({ bucket: BUCKET, prefix: PREFIX })
   say(`  bundle s3://${BUCKET}/${PREFIX}/: image.manifest.xml, ${bundle.parts.join(', ')}`)
   say(`  instance-store AMI ${SOURCE_AMI}, ImageLocation ${bundle.imageLocation}`)
-  const helper = await session.launchHelper()
-  say(`  helper instance ${helper.instanceId} (EBS root, running, online in SSM through the stand-in)`)
+  const helper = ON_RUNNER ? undefined : await session.launchHelper()
+  if (helper)
+    say(`  helper instance ${helper.instanceId} (EBS root, running, online in SSM through the stand-in)`)
   const before = await session.inventory()
 
   const step = session.step({
     'source-ami-id': SOURCE_AMI,
-    'helper-instance-id': helper.instanceId,
+    ...(helper ? { 'helper-instance-id': helper.instanceId } : { 'convert-on': 'runner' }),
     'x509-private-key': readFileSync(`${FIXTURE_DIR}/test-key.pem`, 'utf8'),
     'ami-name': 'hvm-mbr-ebs-demo',
     tags: 'project=instance-to-ebs-demo'

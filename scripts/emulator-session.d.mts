@@ -51,6 +51,7 @@ export class RunnerStep {
   readonly inputs: Record<string, string>
   readonly dir: string
   readonly files: { GITHUB_STATE: string; GITHUB_OUTPUT: string; GITHUB_STEP_SUMMARY: string }
+  extraEnv: Record<string, string>
   state(): Record<string, string>
   outputs(): Record<string, string>
   summary(): string
@@ -61,7 +62,7 @@ export class RunnerStep {
 }
 
 export interface Inventory {
-  volumes: { id: string; state: string; attachedTo: string[] }[]
+  volumes: { id: string; state: string; tagged: boolean; attachedTo: string[] }[]
   snapshots: string[]
   images: string[]
   parameters: string[]
@@ -84,6 +85,8 @@ export class EmulatorSession {
   constructor(options?: { amis?: MotoAmi[]; log?: (line: string) => void })
   readonly dir: string
   motoUrl: string
+  /** Untagged volumes are moto's own (StartSnapshot makes one); set in sessions that run only convert-on: runner. */
+  ebsDirectOnly?: boolean
   standinUrl: string
   standinLog: string
   /** The contract proxy (scripts/aws-proxy.mjs) the action talks to. */

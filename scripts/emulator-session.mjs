@@ -148,6 +148,8 @@ export class RunnerStep {
       GITHUB_STEP_SUMMARY: join(dir, 'summary.md')
     }
     for (const f of Object.values(this.files)) writeFileSync(f, '')
+    /** More environment for the action (e.g. AWS_ENDPOINT_URL_EBS of a slower endpoint). */
+    this.extraEnv = {}
   }
 
   state() {
@@ -178,7 +180,8 @@ export class RunnerStep {
       GITHUB_ACTIONS: 'true',
       RUNNER_TEMP: this.dir,
       ...this.files,
-      ...this.session.awsEnv()
+      ...this.session.awsEnv(),
+      ...this.extraEnv
     }
     for (const [name, value] of Object.entries(this.inputs)) env[inputVar(name)] = value
     if (entry === 'post')
@@ -383,15 +386,20 @@ export class EmulatorSession {
         volumes.push({
           id: v.VolumeId,
           state: v.State,
+          tagged: (v.Tags ?? []).length > 0,
           attachedTo: (v.Attachments ?? []).map((a) => `${a.InstanceId}:${a.Device}`)
         })
       token = out.NextToken
     } while (token)
     const snapshots = []
+    const snapshotSources = new Set()
     token = undefined
     do {
       const out = await this.ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], NextToken: token }))
-      for (const s of out.Snapshots ?? []) snapshots.push(s.SnapshotId)
+      for (const s of out.Snapshots ?? []) {
+        snapshots.push(s.SnapshotId)
+        if (s.VolumeId) snapshotSources.add(s.VolumeId)
+      }
       token = out.NextToken
     } while (token)
     const images = await this.ec2.send(new DescribeImagesCommand({ Owners: ['self'] }))
@@ -403,8 +411,16 @@ export class EmulatorSession {
       token = out.NextToken
     } while (token)
     const instances = await this.ec2.send(new DescribeInstancesCommand({}))
+    // moto's StartSnapshot (EBS direct APIs) makes an untagged volume behind each snapshot it
+    // starts (moto/ebs/models.py, start_snapshot), and keeps it when the snapshot is deleted; real
+    // EBS makes none, so it is not a leftover. The action tags every volume it creates, so an
+    // untagged one is moto's: always when a snapshot names it, and in sessions that only use the
+    // runner path (ebsDirectOnly) also once its snapshot is gone.
+    const emulatorOnly = new Set(
+      volumes.filter((v) => !v.tagged && (snapshotSources.has(v.id) || this.ebsDirectOnly)).map((v) => v.id)
+    )
     return {
-      volumes,
+      volumes: volumes.filter((v) => !emulatorOnly.has(v.id)),
       snapshots,
       images: (images.Images ?? []).map((i) => i.ImageId),
       parameters,

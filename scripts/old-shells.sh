@@ -2,7 +2,7 @@
 # The old shells of the source instances, for the compatibility tests: bash 4.2 (Ubuntu 12.04) and
 # bash 4.3 (Ubuntu 14.04), built from the GNU bash sources CI keeps beside the repository in
 # ../shared/compat (bash-4.2.tar.gz, bash-4.3.tar.gz). This is the ONE file of the project that
-# reads ../shared: nothing else, at build, test or run time, may depend on it.
+# reads outside the repository: nothing else, at build, test or run time, may depend on it.
 #
 #   bash scripts/old-shells.sh build [4.2 4.3]   build what is missing (about 40 s each on 2 cores)
 #   bash scripts/old-shells.sh path VERSION      print the built bash's path; exit 1 and say why when

@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 export const POLICY_NAMES = [
   'runner-role',
   'runner-role-replace',
+  'runner-role-direct',
   'source-instance-profile',
   'helper-instance-profile'
 ]

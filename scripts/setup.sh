@@ -32,7 +32,7 @@ fi
 
 # bash 4.2 and 4.3, the shells of the oldest source instances, for the old-shell test suites
 # (built once per machine into a cache; scripts/old-shells.sh is the one file that reads their
-# sources in ../shared/compat). CI requires them; elsewhere those suites say they were skipped.
+# sources, which CI keeps beside the clone). CI requires them; elsewhere those suites say they were skipped.
 if [[ ${CI:-} == true ]]; then
   bash scripts/old-shells.sh build
 elif ! bash scripts/old-shells.sh build; then

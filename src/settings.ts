@@ -8,6 +8,8 @@ export type VolumeType = 'gp3' | 'gp2' | 'io1' | 'io2' | 'standard'
 export type BootMode = 'legacy-bios' | 'uefi' | 'uefi-preferred'
 export type IfAmiExists = 'fail' | 'reuse' | 'replace'
 export type IfBundleExists = 'fail' | 'overwrite'
+/** Where the image is written: onto a volume by a helper instance, or into a snapshot by the runner (EBS direct APIs). */
+export type ConvertOn = 'helper' | 'runner'
 
 export interface S3Location {
   bucket: string
@@ -34,6 +36,9 @@ export interface Settings {
   mode: Mode
   region: string
   source: { instanceId?: string; amiId?: string; manifest?: S3Location }
+  convertOn: ConvertOn
+  /** PutSnapshotBlock calls in flight at most (convert-on: runner). */
+  uploadConcurrency: number
   helper: { instanceId?: string; launch?: HelperLaunch }
   bundle: {
     bucket?: string
@@ -348,6 +353,8 @@ export function readSettings(
     p.problem('region', region, 'a region name such as us-east-1 (taken from AWS_REGION/AWS_DEFAULT_REGION)')
   }
 
+  const convertOn = p.oneOf<ConvertOn>('convert-on', ['helper', 'runner'], 'helper') ?? 'helper'
+  const uploadConcurrency = p.integer('upload-concurrency', 1, 128) ?? 32
   const helperInstanceId = p.optional(
     'helper-instance-id',
     idPattern('i'),
@@ -438,6 +445,18 @@ export function readSettings(
 
   // Combinations.
   if (kmsKeyId !== undefined && !encrypted) p.problems.push("'kms-key-id' needs 'encrypted: true'")
+  // StartSnapshot takes "KmsKeyArn: The Amazon Resource Name (ARN) of the Key Management Service
+  // (KMS) key to be used to encrypt the snapshot": no id, no alias.
+  if (
+    convertOn === 'runner' &&
+    kmsKeyId !== undefined &&
+    !/^arn:aws[a-z-]*:kms:[^:]+:\d{12}:key\/.+$/.test(kmsKeyId)
+  )
+    p.problem(
+      'kms-key-id',
+      kmsKeyId,
+      "with 'convert-on: runner', a key ARN such as arn:aws:kms:us-east-1:123456789012:key/… (StartSnapshot takes no id or alias)"
+    )
   if (virtualizationType === 'hvm') {
     if (kernelId !== undefined)
       p.problems.push("'kernel-id' applies only to 'virtualization-type: paravirtual'")
@@ -504,7 +523,18 @@ export function readSettings(
         'x509-private-key',
         `in mode '${mode}' (or 'x509-private-key-parameter'): ${needsConvert ? 'the bundle is decrypted with it' : 'ec2-bundle-vol signs with it'}`
       )
-    if (needsConvert) {
+    if (needsConvert && convertOn === 'runner') {
+      for (const name of [
+        'helper-instance-id',
+        'helper-subnet-id',
+        'helper-ami-id',
+        'helper-security-group-ids',
+        'helper-instance-profile'
+      ])
+        p.forbid(name, "with 'convert-on: runner': no helper is used, the runner writes the snapshot")
+    } else if (needsConvert) {
+      if (p.raw('upload-concurrency') !== '')
+        p.forbid('upload-concurrency', "with 'convert-on: helper': it sets the runner's snapshot uploads")
       if (p.raw('helper-instance-id') === '' && p.raw('helper-subnet-id') === '')
         p.require(
           'helper-subnet-id',
@@ -536,6 +566,8 @@ export function readSettings(
         'helper-instance-profile'
       ])
         p.forbid(name, "in mode 'bundle': no helper is used")
+      for (const name of ['convert-on', 'upload-concurrency'])
+        p.forbid(name, "in mode 'bundle': nothing is converted")
       for (const name of ['volume-size', 'kms-key-id', 'boot-mode'])
         p.forbid(name, "in mode 'bundle': no EBS volume or EBS AMI is made")
     }
@@ -548,10 +580,12 @@ export function readSettings(
   if (p.problems.length > 0) throw new SettingsError(p.problems)
 
   const resolvedMode = mode as Mode
-  const helperNeeded = resolvedMode !== 'bundle'
+  const helperNeeded = resolvedMode !== 'bundle' && convertOn === 'helper'
   return {
     mode: resolvedMode,
     region,
+    convertOn,
+    uploadConcurrency,
     source: { instanceId: sourceInstanceId, amiId: sourceAmiId, manifest },
     helper: {
       instanceId: helperInstanceId,

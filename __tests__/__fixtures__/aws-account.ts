@@ -6,7 +6,9 @@
 // Two ways in: `mockAccount` answers through aws-sdk-client-mock (so the jest matchers work);
 // `wireAccount` answers from inside each real client's middleware stack, below the SDK's retry
 // middleware, so that throttling errors go through the SDK's own retry strategy.
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import * as ebs from '@aws-sdk/client-ebs'
 import * as ec2 from '@aws-sdk/client-ec2'
 import * as s3 from '@aws-sdk/client-s3'
 import * as ssm from '@aws-sdk/client-ssm'
@@ -50,7 +52,12 @@ export class FakeAccount {
   volumes = new Map<string, Pending<ec2.Volume>>()
   snapshots = new Map<string, Pending<ec2.Snapshot>>()
   parameters = new Map<string, { Type: string; Value: string }>()
-  objects = new Map<string, string>()
+  objects = new Map<string, string | Buffer>()
+  /** Snapshots written with the EBS direct APIs: their blocks, until and after CompleteSnapshot. */
+  direct = new Map<
+    string,
+    { volumeSize: number; blocks: Map<number, Buffer>; completed: boolean; input: In }
+  >()
   commands = new Map<string, { instanceId: string; polls: number; text: string; cancelled?: boolean }>()
   /** Operations whose DryRun answers UnauthorizedOperation. */
   denied = new Set<string>()
@@ -122,6 +129,14 @@ export class FakeAccount {
   /** The next `times` calls of `op` fail with the fault (a function may pass a call by returning undefined). */
   failOn(op: string, fault: Fault, times = 1): this {
     this.faults.set(op, { fault, times })
+    return this
+  }
+
+  /** The real parts of the hvm-mbr fixture (whose manifest MANIFEST_XML is) in place of the placeholders. */
+  withRealParts(): this {
+    const dir = new URL('../../fixtures/bundles/hvm-mbr/', import.meta.url)
+    for (const part of ['image.part.0', 'image.part.1'])
+      this.objects.set(`${BUCKET}/legacy/${part}`, readFileSync(new URL(part, dir)))
     return this
   }
 
@@ -372,6 +387,7 @@ export class FakeAccount {
   }
 
   opDeleteSnapshot(i: In): Out {
+    this.direct.delete(i.SnapshotId)
     if (!this.snapshots.delete(i.SnapshotId))
       throw serviceError('InvalidSnapshot.NotFound', `The snapshot '${i.SnapshotId}' does not exist.`)
     return {}
@@ -488,7 +504,12 @@ export class FakeAccount {
   opGetObject(i: In): Out {
     const body = this.objects.get(`${i.Bucket}/${i.Key}`)
     if (body === undefined) throw serviceError('NoSuchKey', 'The specified key does not exist.', 404)
-    return { Body: { transformToString: async () => body } }
+    return {
+      Body: {
+        transformToString: async () => body.toString(),
+        transformToByteArray: async () => new Uint8Array(Buffer.from(body))
+      }
+    }
   }
 
   opHeadObject(i: In): Out {
@@ -497,6 +518,105 @@ export class FakeAccount {
     return { ContentLength: body.length }
   }
 }
+
+// ---------------------------------------------------------------- EBS direct APIs (as strict as the reference)
+
+/** "The block size is 524288 bytes (512 KiB)" (EBS direct APIs, PutSnapshotBlock). */
+const EBS_BLOCK = 524288
+
+function ebsValidation(message: string): Error {
+  return serviceError('ValidationException', message, 400)
+}
+
+Object.assign(FakeAccount.prototype, {
+  opStartSnapshot(this: FakeAccount, i: In): Out {
+    // "VolumeSize: The size of the volume, in GiB. The maximum size is 65536 GiB (64 TiB)." Required.
+    if (!Number.isInteger(i.VolumeSize) || i.VolumeSize < 1 || i.VolumeSize > 65536)
+      throw ebsValidation('VolumeSize must be 1-65536 GiB')
+    // "Timeout ... Valid Range: Minimum value of 10. Maximum value of 4320."
+    if (i.Timeout !== undefined && (i.Timeout < 10 || i.Timeout > 4320))
+      throw ebsValidation('Timeout must be 10-4320')
+    // "ClientToken ... Length Constraints: Maximum length of 255."
+    if (i.ClientToken !== undefined && String(i.ClientToken).length > 255)
+      throw ebsValidation('ClientToken too long')
+    // "KmsKeyArn: The Amazon Resource Name (ARN) of the Key Management Service (KMS) key to be used to
+    // encrypt the snapshot." An id or alias is not an ARN of a key.
+    if (i.KmsKeyArn !== undefined && !/^arn:aws[a-z-]*:kms:[^:]+:\d{12}:key\/.+$/.test(i.KmsKeyArn))
+      throw ebsValidation('KmsKeyArn is not the ARN of a KMS key')
+    for (const [id, d] of this.direct)
+      if (i.ClientToken !== undefined && d.input.ClientToken === i.ClientToken)
+        return { SnapshotId: id, Status: 'pending', BlockSize: EBS_BLOCK, VolumeSize: d.volumeSize }
+    const id = (this as unknown as { id(p: string): string }).id('snap')
+    this.created.push({ kind: 'snapshot', id })
+    this.snapshots.set(id, {
+      settle: Number.POSITIVE_INFINITY,
+      value: { SnapshotId: id, State: 'pending', Progress: '', VolumeSize: i.VolumeSize, Tags: i.Tags }
+    })
+    this.direct.set(id, { volumeSize: i.VolumeSize, blocks: new Map(), completed: false, input: i })
+    return { SnapshotId: id, Status: 'pending', BlockSize: EBS_BLOCK, VolumeSize: i.VolumeSize }
+  },
+  opPutSnapshotBlock(this: FakeAccount, i: In): Out {
+    const d = this.direct.get(i.SnapshotId)
+    if (!d) throw serviceError('ResourceNotFoundException', `snapshot ${i.SnapshotId} not found`, 404)
+    if (d.completed) throw ebsValidation('the snapshot is completed: no more blocks can be written')
+    const data = Buffer.from(i.BlockData as Uint8Array)
+    // "DataLength: The size of the data to write to the block, in bytes. Currently, the only supported size is 524288 bytes."
+    if (i.DataLength !== EBS_BLOCK || data.length !== EBS_BLOCK)
+      throw ebsValidation('DataLength must be 524288')
+    // "BlockIndex: The block index of the block in which to write the data."; within the volume size.
+    if (
+      !Number.isInteger(i.BlockIndex) ||
+      i.BlockIndex < 0 ||
+      i.BlockIndex >= (d.volumeSize * 1024 ** 3) / EBS_BLOCK
+    )
+      throw ebsValidation(`BlockIndex ${i.BlockIndex} is outside the volume`)
+    // "ChecksumAlgorithm ... Valid Values: SHA256"; "The checksum that you provide is validated against a
+    // checksum generated by Amazon EBS ... If the checksums do not correspond, the request fails."
+    if (i.ChecksumAlgorithm !== 'SHA256') throw ebsValidation('ChecksumAlgorithm must be SHA256')
+    if (createHash('sha256').update(data).digest('base64') !== i.Checksum)
+      throw ebsValidation('checksum mismatch')
+    d.blocks.set(i.BlockIndex, data)
+    return { Checksum: i.Checksum, ChecksumAlgorithm: 'SHA256' }
+  },
+  opCompleteSnapshot(this: FakeAccount, i: In): Out {
+    const d = this.direct.get(i.SnapshotId)
+    if (!d) throw serviceError('ResourceNotFoundException', `snapshot ${i.SnapshotId} not found`, 404)
+    // "ChangedBlocksCount: The number of blocks that were written to the snapshot."
+    if (i.ChangedBlocksCount !== d.blocks.size)
+      throw ebsValidation(
+        `ChangedBlocksCount ${i.ChangedBlocksCount} but ${d.blocks.size} blocks were written`
+      )
+    // "To generate the aggregated checksum using the linear aggregation method, arrange the checksums for each
+    // written block in ascending order of their block index, concatenate them ... SHA256" (CompleteSnapshot).
+    if (i.Checksum !== undefined) {
+      if (i.ChecksumAlgorithm !== 'SHA256' || i.ChecksumAggregationMethod !== 'LINEAR')
+        throw ebsValidation('Checksum needs ChecksumAlgorithm SHA256 and ChecksumAggregationMethod LINEAR')
+      const h = createHash('sha256')
+      for (const index of [...d.blocks.keys()].sort((a, b) => a - b))
+        h.update(
+          createHash('sha256')
+            .update(d.blocks.get(index) as Buffer)
+            .digest()
+        )
+      if (h.digest('base64') !== i.Checksum) throw ebsValidation('aggregated checksum mismatch')
+    }
+    d.completed = true
+    const snap = this.snapshots.get(i.SnapshotId)
+    if (snap) snap.settle = 1
+    return { Status: 'completed' }
+  }
+})
+
+/** The image a direct snapshot holds, as ListSnapshotBlocks/GetSnapshotBlock would give it (holes as zeros). */
+export function directSnapshotImage(account: FakeAccount, snapshotId: string, bytes: number): Buffer {
+  const d = account.direct.get(snapshotId)
+  if (!d) throw new Error(`no direct snapshot ${snapshotId}`)
+  const image = Buffer.alloc(Math.ceil(bytes / EBS_BLOCK) * EBS_BLOCK)
+  for (const [index, data] of d.blocks) data.copy(image, index * EBS_BLOCK)
+  return image.subarray(0, bytes)
+}
+
+const EBS_OPS = ['StartSnapshot', 'PutSnapshotBlock', 'CompleteSnapshot']
 
 const EC2_OPS = [
   'DescribeImages',
@@ -531,6 +651,7 @@ export interface AccountMocks {
   ec2: AwsClientStub<ec2.EC2Client>
   ssm: AwsClientStub<ssm.SSMClient>
   s3: AwsClientStub<s3.S3Client>
+  ebs: AwsClientStub<ebs.EBSClient>
   restore: () => void
 }
 
@@ -544,9 +665,11 @@ export function mockAccount(account: FakeAccount): AccountMocks {
   const mocks = {
     ec2: mockClient(ec2.EC2Client),
     ssm: mockClient(ssm.SSMClient),
-    s3: mockClient(s3.S3Client)
+    s3: mockClient(s3.S3Client),
+    ebs: mockClient(ebs.EBSClient)
   }
   wire(mocks.ec2, ec2, EC2_OPS)
+  wire(mocks.ebs, ebs, EBS_OPS)
   wire(mocks.ssm, ssm, SSM_OPS)
   wire(mocks.s3, s3, S3_OPS)
   return {
@@ -555,6 +678,7 @@ export function mockAccount(account: FakeAccount): AccountMocks {
       mocks.ec2.restore()
       mocks.ssm.restore()
       mocks.s3.restore()
+      mocks.ebs.restore()
     }
   }
 }
@@ -575,7 +699,7 @@ export function wireAccount(clients: Clients, account: FakeAccount): void {
         response: { statusCode: 200, headers: {}, body: undefined }
       }
     }
-  for (const client of [clients.ec2, clients.ssm, clients.s3])
+  for (const client of [clients.ec2, clients.ebs, clients.ssm, clients.s3])
     (client.middlewareStack as unknown as { add(m: unknown, o: object): void }).add(middleware, {
       step: 'deserialize',
       priority: 'high',

@@ -1,6 +1,7 @@
 // A mocked AWS account for the bundle steps: a running instance-store instance online in SSM, a
 // bucket in its region, and in-memory parameters, objects and images that the mocked calls change,
 // so that tests can assert what exists after a run as well as which calls were made.
+import { EBSClient } from '@aws-sdk/client-ebs'
 import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs'
 import {
   DeregisterImageCommand,
@@ -236,6 +237,7 @@ export function bundleAccount(o: AccountOptions = {}) {
   const clients: Clients = {
     region: REGION,
     ec2: new EC2Client({ region: REGION }),
+    ebs: new EBSClient({ region: REGION }),
     ssm: new SSMClient({ region: REGION }),
     s3: new S3Client({ region: REGION }),
     logs: new CloudWatchLogsClient({ region: REGION })

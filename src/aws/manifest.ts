@@ -11,6 +11,8 @@ export interface BundleManifest {
   /** Part file names, in manifest order, relative to the manifest's folder. */
   parts: string[]
   architecture?: string
+  /** The manifest text as read (readManifest only), for the signature check on the runner. */
+  xml?: string
 }
 
 export const s3Url = (l: S3Location): string => `s3://${l.bucket}/${l.key}`
@@ -79,7 +81,7 @@ export async function readManifest(s3: S3Client, location: S3Location): Promise<
       throw new Error(`The bucket of the manifest ${url} does not exist; ${s3Fix(location)}`)
     throw new Error(`Could not read the manifest ${url} (${code}); ${s3Fix(location)}`)
   }
-  return parseManifest(text, `the manifest ${url}`)
+  return { ...parseManifest(text, `the manifest ${url}`), xml: text }
 }
 
 /** HeadObject every part (a few at a time); throws naming the missing or unreadable ones. */

@@ -3,10 +3,16 @@
 import type { Settings } from '../settings.js'
 import { bundleSteps } from './bundle/index.js'
 import type { RunContext } from './context.js'
-import { convertChecks, convertSteps, convertWork } from './convert/index.js'
+import { convertChecks, convertSteps, convertWork, HELPER_ONLY, RUNNER_ONLY } from './convert/index.js'
 import type { Step } from './runner.js'
 
 export function planSteps(settings: Settings): Step<RunContext>[] {
+  // The other place of writing's steps are left out, so the summary lists only what could run.
+  const other = settings.convertOn === 'runner' ? HELPER_ONLY : RUNNER_ONLY
+  return stepsOfMode(settings).filter((step) => !other.has(step.name))
+}
+
+function stepsOfMode(settings: Settings): Step<RunContext>[] {
   switch (settings.mode) {
     case 'convert':
       return [...convertSteps]

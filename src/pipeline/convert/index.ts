@@ -11,6 +11,7 @@ import { imageFactsStep } from './image-facts.js'
 import { preflightStep } from './preflight.js'
 import { preflightSourceStep } from './preflight-source.js'
 import { registerStep } from './register.js'
+import { onRunner, runnerWriteStep } from './runner-write.js'
 import { snapshotStep } from './snapshot.js'
 import { proceeding } from './state.js'
 import { createVolumeStep } from './volume.js'
@@ -19,17 +20,34 @@ import { writeImageStep } from './write.js'
 /** Needs no source: helper, key parameter, permissions. */
 export const convertChecks: Step<RunContext>[] = [preflightStep]
 
-/** Source checks (and the dry-run stop), then everything that creates something. */
+/** The steps only one place of writing uses (the plan leaves out the other's). */
+export const HELPER_ONLY = new Set<string>()
+export const RUNNER_ONLY = new Set<string>([runnerWriteStep.name])
+
+/** A helper-path step: skipped with convert-on: runner. */
+const onHelper = (step: Step<RunContext>): Step<RunContext> => {
+  HELPER_ONLY.add(step.name)
+  return { ...step, enabled: (ctx) => !onRunner(ctx) && (step.enabled?.(ctx) ?? true) }
+}
+
+/**
+ * Source checks (and the dry-run stop), then everything that creates something: on a helper
+ * (volume written over SSM, then snapshotted) or on the runner (snapshot written with the EBS
+ * direct APIs); both end in the same registration.
+ */
 export const convertWork: Step<RunContext>[] = [
   preflightSourceStep,
   imageFactsStep,
-  helperStep,
-  keyParameterStep({ enabled: proceeding }),
-  createVolumeStep,
-  attachVolumeStep,
-  writeImageStep,
-  detachVolumeStep,
-  snapshotStep,
+  ...[
+    helperStep,
+    keyParameterStep({ enabled: proceeding }),
+    createVolumeStep,
+    attachVolumeStep,
+    writeImageStep,
+    detachVolumeStep,
+    snapshotStep
+  ].map(onHelper),
+  runnerWriteStep,
   registerStep
 ]
 

@@ -2,12 +2,53 @@
 // manifest and every part in S3, the volume size, and the name of the AMI to make. In mode full
 // the source AMI is the one the bundle steps registered (outputs['instance-store-ami-id']).
 import { DeregisterImageCommand, DescribeImagesCommand, type Image } from '@aws-sdk/client-ec2'
+import { createPublicKey } from 'node:crypto'
+import { readBundleSecrets, unwrapBundleKey, verifyManifestSignature } from '../../aws/bundle-crypto.js'
 import { checkParts, manifestFromImageLocation, readManifest, s3Url } from '../../aws/manifest.js'
 import { provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { convertState, GiB, RUN_TAG } from './state.js'
+
+const parses = (pem: string | undefined): pem is string => {
+  if (!pem) return false
+  try {
+    createPublicKey(pem)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Helper path: the manifest signature (and, with the private key at hand, the key itself) is
+ * checked here on the runner, before a helper or a volume exists. Node's OpenSSL verifies the
+ * SHA-1 signature that a helper's crypto policy may refuse (`openssl dgst -sha1 -verify`).
+ * Key material kept in SSM parameters is not read here: the helper checks it.
+ */
+function checkSignatureOnRunner(ctx: RunContext, xml: string, where: string): void {
+  const { certificate, privateKey } = ctx.settings.x509
+  const certificatePem = certificate?.kind === 'value' ? certificate.pem : undefined
+  const privateKeyPem = privateKey?.kind === 'value' ? privateKey.pem : undefined
+  const usable = [certificatePem, privateKeyPem].filter(parses)
+  if (usable.length === 0) {
+    ctx.log.info(
+      'manifest signature: checked on the helper (no certificate or private key readable on the runner)'
+    )
+    return
+  }
+  const secrets = readBundleSecrets(xml, `the manifest ${where}`)
+  if (parses(privateKeyPem)) unwrapBundleKey(secrets, privateKeyPem) // a wrong key says so first
+  verifyManifestSignature(
+    secrets,
+    { certificatePem: parses(certificatePem) ? certificatePem : undefined, privateKeyPem },
+    `the manifest ${where}`
+  )
+  ctx.log.info(
+    `manifest signature verified on the runner${parses(privateKeyPem) ? '; the private key opens the bundle key' : ''}`
+  )
+}
 
 async function describeSourceImage(ctx: RunContext, amiId: string): Promise<Image> {
   let image: Image | undefined
@@ -125,6 +166,8 @@ export const preflightSourceStep: Step<RunContext> = {
     ctx.log.info(
       `manifest: image of ${parsed.imageBytes} bytes in ${parsed.parts.length} part(s) (${bundled} bytes), all readable`
     )
+    if (settings.convertOn === 'helper' && parsed.xml)
+      checkSignatureOnRunner(ctx, parsed.xml, s3Url(manifest))
     s.imageBytes = parsed.imageBytes
     const needed = Math.max(1, Math.ceil(parsed.imageBytes / GiB))
     const asked = settings.ami.volumeSizeGiB

@@ -227,19 +227,29 @@ async function provePermissions(ctx: RunContext, place: HelperPlace): Promise<vo
           })
         )
     ],
-    [
-      'register the AMI',
-      'ec2:RegisterImage (and ec2:CreateTags)',
-      () => ec2.send(new RegisterImageCommand({ ...registerProbeInput(ctx), DryRun: true }))
-    ]
+    ['register the AMI', 'ec2:RegisterImage (and ec2:CreateTags)', registerProbe(ctx)]
   ]
   for (const [what, actions, call] of checks) report(ctx, what, await provePermission(actions, call))
 }
+
+/** The register step's own request shape (tags included), sent as a DryRun. */
+const registerProbe = (ctx: RunContext) => () =>
+  ctx.clients.ec2.send(new RegisterImageCommand({ ...registerProbeInput(ctx), DryRun: true }))
 
 /** Helper, key parameter and permissions: the checks that need no source image. */
 export const preflightStep: Step<RunContext> = {
   name: 'preflight',
   run: async (ctx) => {
+    if (ctx.settings.convertOn === 'runner') {
+      ctx.log.info('convert-on: runner: no helper; the runner writes the snapshot with the EBS direct APIs')
+      await checkKeyParameter(ctx)
+      report(
+        ctx,
+        'register the AMI',
+        await provePermission('ec2:RegisterImage (and ec2:CreateTags)', registerProbe(ctx))
+      )
+      return
+    }
     const { helper } = ctx.settings
     let place: HelperPlace
     if (helper.instanceId) place = await checkGivenHelper(ctx, helper.instanceId)

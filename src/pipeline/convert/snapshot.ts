@@ -26,25 +26,30 @@ export const snapshotStep: Step<RunContext> = {
     ctx.ledger.record({ kind: 'snapshot', id: snapshotId, removeOn: 'failure' })
     s.snapshotId = snapshotId
     ctx.log.info(`snapshot ${snapshotId} of ${volumeId} started`)
-    await poll({
-      what: `snapshot ${snapshotId} to complete`,
-      timeoutSeconds: Math.max(120, ctx.settings.timeoutMinutes) * 60,
-      signal: ctx.signal,
-      minDelayMs: ctx.pollDelayMs,
-      maxDelayMs: Math.max(ctx.pollDelayMs, 30000),
-      tolerate: ['InvalidSnapshot.NotFound'],
-      onProgress: ctx.log.info,
-      check: async () => {
-        const d = await ctx.clients.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))
-        const snap = d.Snapshots?.[0]
-        if (snap?.State === 'completed') return { done: true, value: snap }
-        if (snap?.State === 'error')
-          throw new Error(
-            `Snapshot ${snapshotId} failed${snap.StateMessage ? `: ${snap.StateMessage}` : ''}; run again (the volume is deleted and made anew)`
-          )
-        return { done: false, progress: `${snap?.Progress || '0%'} done` }
-      }
-    })
+    await waitForSnapshot(ctx, snapshotId)
     ctx.log.info(`snapshot ${snapshotId} completed`)
   }
+}
+
+/** Waits until the snapshot is completed, printing its progress. */
+export async function waitForSnapshot(ctx: RunContext, snapshotId: string): Promise<void> {
+  await poll({
+    what: `snapshot ${snapshotId} to complete`,
+    timeoutSeconds: Math.max(120, ctx.settings.timeoutMinutes) * 60,
+    signal: ctx.signal,
+    minDelayMs: ctx.pollDelayMs,
+    maxDelayMs: Math.max(ctx.pollDelayMs, 30000),
+    tolerate: ['InvalidSnapshot.NotFound'],
+    onProgress: ctx.log.info,
+    check: async () => {
+      const d = await ctx.clients.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))
+      const snap = d.Snapshots?.[0]
+      if (snap?.State === 'completed') return { done: true, value: snap }
+      if (snap?.State === 'error')
+        throw new Error(
+          `Snapshot ${snapshotId} failed${snap.StateMessage ? `: ${snap.StateMessage}` : ''}; run again (nothing of it is kept)`
+        )
+      return { done: false, progress: `${snap?.Progress || '0%'} done` }
+    }
+  })
 }

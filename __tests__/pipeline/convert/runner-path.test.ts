@@ -1,0 +1,228 @@
+// convert-on: runner against the strict fake account: the real hvm-mbr bundle streamed from
+// "S3" into an EBS-direct snapshot (per-block SHA-256 and the LINEAR aggregate checked by the
+// fake as EBS checks them), registered like the helper path; and the faults: a corrupt part, a
+// wrong key, a throttling storm on PutSnapshotBlock, a storm that never ends. Whatever fails
+// leaves no completed snapshot, no AMI, nothing at all.
+import { createHash, generateKeyPairSync } from 'node:crypto'
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals'
+import { realBundle } from '../../__fixtures__/real-bundles.js'
+import {
+  type AccountMocks,
+  BUCKET,
+  directSnapshotImage,
+  FakeAccount,
+  HELPER,
+  MANIFEST_KEY,
+  mockAccount,
+  REGION,
+  SOURCE_AMI,
+  serviceError
+} from '../../__fixtures__/aws-account.js'
+import { runConvert } from '../../__fixtures__/convert-run.js'
+
+const hvm = realBundle('hvm-mbr')
+const onRunner = {
+  'source-ami-id': SOURCE_AMI,
+  'convert-on': 'runner',
+  region: REGION,
+  'x509-private-key': hvm.key,
+  'upload-concurrency': '8'
+}
+
+let account: FakeAccount
+let mocks: AccountMocks
+beforeEach(() => {
+  account = new FakeAccount().withRealParts()
+  mocks = mockAccount(account)
+})
+afterEach(() => mocks.restore())
+
+/** Operations that reached the account, DryRun probes left out. */
+const ops = (): string[] => account.calls.filter((c) => !c.input.DryRun).map((c) => c.op)
+
+describe('convert-on: runner', () => {
+  it('writes the image into a snapshot with no helper and registers it like the helper path', async () => {
+    const { result, ctx, lines } = await runConvert(onRunner)
+    expect(result.error).toBeUndefined()
+    const snapshotId = ctx.outputs['snapshot-id'] as string
+    const image = directSnapshotImage(account, snapshotId, Number(hvm.facts.image_size_bytes))
+    expect(createHash('sha256').update(image).digest('hex')).toBe(hvm.facts.image_sha256)
+    // No helper, no volume, no command, no key parameter.
+    for (const op of [
+      'RunInstances',
+      'CreateVolume',
+      'AttachVolume',
+      'SendCommand',
+      'PutParameter',
+      'CreateSnapshot'
+    ])
+      expect(ops()).not.toContain(op)
+    const start = account.callsOf('StartSnapshot')[0]
+    expect(start).toMatchObject({
+      VolumeSize: 1,
+      ClientToken: expect.stringMatching(/^i2e-4242-1-a1b2c3d4-/)
+    })
+    expect(start?.Tags).toContainEqual({ Key: 'instance-to-ebs:run', Value: '4242-1-a1b2c3d4' })
+    // Completed once, after every block, with the count the fake saw.
+    expect(ops().filter((o) => o === 'CompleteSnapshot')).toHaveLength(1)
+    expect(ops().lastIndexOf('PutSnapshotBlock')).toBeLessThan(ops().indexOf('CompleteSnapshot'))
+    expect(ops().indexOf('CompleteSnapshot')).toBeLessThan(ops().indexOf('RegisterImage'))
+    const register = account.callsOf('RegisterImage').find((i) => !i.DryRun)
+    expect(register?.BlockDeviceMappings?.[0]?.Ebs?.SnapshotId).toBe(snapshotId)
+    expect(account.leftovers()).toEqual([`image ${ctx.outputs['ami-id']}`, `snapshot ${snapshotId}`])
+    // Blocks: 128 in a 64 MiB image; the bundle's holes and zero blocks are not sent.
+    const written = Number(ctx.facts['blocks written'])
+    expect(written).toBe(account.direct.get(snapshotId)?.blocks.size)
+    expect(written).toBeGreaterThan(0)
+    expect(written).toBeLessThan(128)
+    expect(ctx.facts['blocks skipped']).toMatch(new RegExp(`^${128 - written} `))
+    expect(Number(ctx.facts['bytes sent'])).toBe(written * 524288)
+    expect(ctx.facts['upload rate']).toMatch(/MiB\/s$/)
+    expect(lines.join('\n')).toMatch(/manifest signature verified/)
+    // The plan holds no helper step: the summary lists only what could run.
+    expect(result.timings.map((t) => t.step)).toEqual([
+      'preflight',
+      'preflight source',
+      'image facts',
+      'write snapshot',
+      'register'
+    ])
+  })
+
+  it('refuses a corrupt part: never completed, the snapshot deleted, no AMI', async () => {
+    const key = `${BUCKET}/legacy/image.part.1`
+    const part = Buffer.from(account.objects.get(key) as Buffer)
+    part[4242] = (part[4242] as number) ^ 0xff
+    account.objects.set(key, part)
+    const { result } = await runConvert(onRunner)
+    expect(result.ok).toBe(false)
+    expect(String(result.error)).toMatch(/part image\.part\.1 digest mismatch/)
+    expect(ops()).toContain('StartSnapshot')
+    expect(ops()).not.toContain('CompleteSnapshot')
+    expect(ops()).not.toContain('RegisterImage')
+    expect(account.leftovers()).toEqual([])
+    expect(result.cleanup.problems).toEqual([])
+  })
+
+  it('refuses a wrong key before anything is made', async () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem'
+    }) as string
+    const { result } = await runConvert({ ...onRunner, 'x509-private-key': other })
+    expect(result.ok).toBe(false)
+    expect(String(result.error)).toMatch(/wrong private key/)
+    expect(ops()).not.toContain('StartSnapshot')
+    expect(account.leftovers()).toEqual([])
+  })
+
+  it('refuses a wrong key with the right certificate: the unwrap check, not an error from RSA', async () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem'
+    }) as string
+    const { result } = await runConvert({
+      ...onRunner,
+      'x509-private-key': other,
+      'x509-certificate': hvm.cert
+    })
+    expect(String(result.error)).toMatch(/wrong private key/)
+    expect(ops()).not.toContain('StartSnapshot')
+    expect(account.leftovers()).toEqual([])
+  })
+
+  it('rides out a throttling storm on PutSnapshotBlock with back-off', async () => {
+    // Every block is throttled twice, and every third block then meets a 500 as well.
+    const tries = new Map<number, number>()
+    account.failOn(
+      'PutSnapshotBlock',
+      (input) => {
+        const n = (tries.get(input.BlockIndex) ?? 0) + 1
+        tries.set(input.BlockIndex, n)
+        if (n <= 2) return serviceError('ThrottlingException', 'Rate exceeded', 400)
+        return n === 3 && input.BlockIndex % 3 === 0
+          ? serviceError('InternalServerException', 'internal', 500)
+          : undefined
+      },
+      Number.POSITIVE_INFINITY
+    )
+    const { result, ctx } = await runConvert(onRunner)
+    expect(result.error).toBeUndefined()
+    const snapshotId = ctx.outputs['snapshot-id'] as string
+    const image = directSnapshotImage(account, snapshotId, Number(hvm.facts.image_size_bytes))
+    expect(createHash('sha256').update(image).digest('hex')).toBe(hvm.facts.image_sha256)
+    const puts = account.calls.filter((c) => c.op === 'PutSnapshotBlock').length
+    expect(puts).toBeGreaterThanOrEqual(3 * Number(ctx.facts['blocks written']))
+  })
+
+  it('gives up on a storm that never ends: nothing completed, nothing left', async () => {
+    account.failOn(
+      'PutSnapshotBlock',
+      serviceError('ThrottlingException', 'Rate exceeded', 400),
+      Number.POSITIVE_INFINITY
+    )
+    const { result } = await runConvert(onRunner)
+    expect(result.ok).toBe(false)
+    expect(String(result.error)).toMatch(
+      /PutSnapshotBlock of block \d+ .* failed after 10 attempt\(s\) \(ThrottlingException\)/
+    )
+    expect(ops()).not.toContain('CompleteSnapshot')
+    expect(account.leftovers()).toEqual([])
+  })
+
+  it('does not retry what retrying cannot fix', async () => {
+    account.failOn(
+      'PutSnapshotBlock',
+      serviceError('AccessDeniedException', 'no', 403),
+      Number.POSITIVE_INFINITY
+    )
+    const { result } = await runConvert(onRunner)
+    expect(String(result.error)).toMatch(/failed after 1 attempt\(s\) \(AccessDeniedException\)/)
+    expect(account.leftovers()).toEqual([])
+  })
+})
+
+describe('convert-on: helper, the signature checked on the runner in preflight', () => {
+  const onHelper = { 'source-ami-id': SOURCE_AMI, 'helper-instance-id': HELPER, region: REGION }
+
+  it('refuses a manifest changed after signing before a volume exists (certificate given)', async () => {
+    const key = `${BUCKET}/${MANIFEST_KEY}`
+    account.objects.set(
+      key,
+      String(account.objects.get(key)).replace('<size>67108864</size>', '<size>67108865</size>')
+    )
+    const { result } = await runConvert({
+      ...onHelper,
+      'x509-private-key': hvm.key,
+      'x509-certificate': hvm.cert
+    })
+    expect(result.failedStep).toBe('preflight source')
+    expect(String(result.error)).toMatch(/manifest signature mismatch/)
+    for (const op of ['CreateVolume', 'SendCommand', 'PutParameter']) expect(ops()).not.toContain(op)
+    expect(account.leftovers()).toEqual([])
+  })
+
+  it('refuses a wrong private key in preflight, whatever RSA decryption returns', async () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem'
+    }) as string
+    const { result } = await runConvert({
+      ...onHelper,
+      'x509-private-key': other,
+      'x509-certificate': hvm.cert
+    })
+    expect(String(result.error)).toMatch(/wrong private key/)
+    expect(ops()).not.toContain('CreateVolume')
+  })
+
+  it('passes the real bundle with its key and says so', async () => {
+    const { result, lines } = await runConvert({
+      ...onHelper,
+      'x509-private-key': hvm.key,
+      'dry-run': 'true'
+    })
+    expect(result.error).toBeUndefined()
+    expect(lines).toContain('manifest signature verified on the runner; the private key opens the bundle key')
+  })
+})

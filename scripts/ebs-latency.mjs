@@ -1,0 +1,145 @@
+// A local EBS direct API endpoint that adds a delay to every PutSnapshotBlock, for the bench and
+// the end-to-end tests of convert-on: runner. Two modes:
+//   - proxy: forwards every request to a real emulator (moto) after the delay;
+//   - sink: answers StartSnapshot, PutSnapshotBlock and CompleteSnapshot itself, checking each
+//     block's SHA-256 as EBS does, and keeps only the digests (for throughput measurements).
+// Use from code (startEbsEndpoint) or run it: node scripts/ebs-latency.mjs --delay-ms 20 [--target URL]
+// (prints AWS_ENDPOINT_URL_EBS=http://127.0.0.1:PORT).
+import { createHash } from 'node:crypto'
+import { createServer, request } from 'node:http'
+
+const PUT_BLOCK = /^\/snapshots\/([^/]+)\/blocks\/(\d+)$/
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = []
+    req.on('data', (c) => chunks.push(c))
+    req.on('end', () => resolve(Buffer.concat(chunks)))
+    req.on('error', reject)
+  })
+}
+
+function json(res, status, body, headers = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers })
+  res.end(JSON.stringify(body))
+}
+
+/** Sink: just enough of the EBS direct APIs to write a snapshot, strict about block checksums. */
+function sinkHandler(stats) {
+  const snapshots = new Map()
+  let seq = 0
+  return async (req, res, body) => {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    if (req.method === 'POST' && url.pathname === '/snapshots') {
+      const input = JSON.parse(body.toString() || '{}')
+      seq += 1
+      const id = `snap-${seq.toString(16).padStart(17, '0')}`
+      snapshots.set(id, { blocks: 0 })
+      return json(res, 201, {
+        SnapshotId: id,
+        Status: 'pending',
+        BlockSize: 524288,
+        VolumeSize: input.VolumeSize
+      })
+    }
+    const put = PUT_BLOCK.exec(url.pathname)
+    if (req.method === 'PUT' && put) {
+      const snap = snapshots.get(put[1])
+      if (!snap)
+        return json(
+          res,
+          404,
+          { Message: 'no such snapshot' },
+          { 'x-amzn-errortype': 'ResourceNotFoundException' }
+        )
+      const checksum = req.headers['x-amz-checksum']
+      if (body.length !== 524288 || createHash('sha256').update(body).digest('base64') !== checksum)
+        return json(
+          res,
+          400,
+          { Message: 'checksum or length mismatch' },
+          { 'x-amzn-errortype': 'ValidationException' }
+        )
+      snap.blocks += 1
+      stats.blocks += 1
+      stats.bytes += body.length
+      return json(res, 201, {}, { 'x-amz-checksum': String(checksum), 'x-amz-checksum-algorithm': 'SHA256' })
+    }
+    if (req.method === 'POST' && url.pathname.startsWith('/snapshots/completion/'))
+      return json(res, 202, { Status: 'completed' })
+    return json(res, 400, { Message: `not in the sink: ${req.method} ${url.pathname}` })
+  }
+}
+
+function proxyHandler(target) {
+  const base = new URL(target)
+  return (req, res, body) =>
+    new Promise((resolve) => {
+      const out = request(
+        {
+          hostname: base.hostname,
+          port: base.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: base.host }
+        },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers)
+          answer.pipe(res)
+          answer.on('end', resolve)
+        }
+      )
+      out.on('error', (err) => {
+        json(res, 502, { Message: String(err) })
+        resolve()
+      })
+      out.end(body)
+    })
+}
+
+/**
+ * Starts the endpoint on a random local port. `delayMs` is added before every PutSnapshotBlock
+ * (a function of the call number may vary it). Returns { url, stats, close }.
+ */
+export async function startEbsEndpoint({ delayMs = 20, target } = {}) {
+  const stats = { blocks: 0, bytes: 0, puts: 0 }
+  const handle = target ? proxyHandler(target) : sinkHandler(stats)
+  const server = createServer(async (req, res) => {
+    const body = await readBody(req)
+    if (req.method === 'PUT' && PUT_BLOCK.test(new URL(req.url ?? '/', 'http://x').pathname)) {
+      stats.puts += 1
+      const delay = typeof delayMs === 'function' ? delayMs(stats.puts) : delayMs
+      if (delay > 0) await sleep(delay)
+    }
+    await handle(req, res, body)
+  })
+  server.keepAliveTimeout = 60_000
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stats,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections?.()
+        server.close(() => resolve())
+      })
+  }
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop())) {
+  const arg = (name) => {
+    const at = process.argv.indexOf(name)
+    return at > 0 ? process.argv[at + 1] : undefined
+  }
+  const endpoint = await startEbsEndpoint({
+    delayMs: Number(arg('--delay-ms') ?? 20),
+    target: arg('--target')
+  })
+  process.stdout.write(`AWS_ENDPOINT_URL_EBS=${endpoint.url}\n`)
+  const stop = () => endpoint.close().then(() => process.exit(0))
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+}
