@@ -15,14 +15,17 @@ import { snapshotStep } from './snapshot.js'
 import { proceeding } from './state.js'
 import { createVolumeStep } from './volume.js'
 import { writeImageStep } from './write.js'
+import { bootStep } from '../verify/boot.js'
+import { bootCheckPreflightStep, bootCheckTypesStep } from '../verify/instance-types.js'
 
-/** Needs no source: helper, key parameter, permissions. */
-export const convertChecks: Step<RunContext>[] = [preflightStep]
+/** Needs no source: helper, key parameter, permissions (and, in mode full, the boot check's types). */
+export const convertChecks: Step<RunContext>[] = [preflightStep, bootCheckPreflightStep]
 
 /** Source checks (and the dry-run stop), then everything that creates something. */
 export const convertWork: Step<RunContext>[] = [
   preflightSourceStep,
   imageFactsStep,
+  bootCheckTypesStep,
   helperStep,
   keyParameterStep({ enabled: proceeding }),
   createVolumeStep,
@@ -30,7 +33,8 @@ export const convertWork: Step<RunContext>[] = [
   writeImageStep,
   detachVolumeStep,
   snapshotStep,
-  registerStep
+  registerStep,
+  bootStep
 ]
 
 export const convertSteps: Step<RunContext>[] = [...convertChecks, ...convertWork]
