@@ -1,7 +1,7 @@
 // Reading a boot from its serial console: the signs of a boot that did not come up, each named,
 // and the tail shown in the job summary. Pure functions, so the patterns are tested on real lines.
 
-/** Lines that mean the system did not come up, with what each means. First match wins. */
+/** Lines that mean the system did not come up, with what each means, most telling first. */
 const BOOT_FAILURES: [pattern: RegExp, meaning: string][] = [
   [/Kernel panic - not syncing/, 'kernel panic'],
   [/VFS: Unable to mount root fs/, 'the kernel could not mount the root filesystem'],
@@ -26,12 +26,11 @@ export interface BootFailureSign {
   meaning: string
 }
 
-/** The first line of the console that shows a failed boot, if any. */
+/** The console line that best shows a failed boot (a panic before its causes), if any. */
 export function findBootFailure(consoleText: string): BootFailureSign | undefined {
   const lines = consoleLines(consoleText)
-  for (const line of lines)
-    for (const [pattern, meaning] of BOOT_FAILURES)
-      if (pattern.test(line)) return { line: line.trim().slice(0, 300), meaning }
+  for (const [pattern, meaning] of BOOT_FAILURES)
+    for (const line of lines) if (pattern.test(line)) return { line: line.trim().slice(0, 300), meaning }
   return undefined
 }
 
