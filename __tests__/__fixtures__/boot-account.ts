@@ -206,10 +206,10 @@ const BOOT_OPS = [
 /** mockAccount, plus the verify-boot operations. */
 export function mockBootAccount(account: BootAccount): AccountMocks {
   const mocks = mockAccount(account)
-  // biome-ignore lint/suspicious/noExplicitAny: the SDK module is indexed by command name
+  const commands = ec2 as unknown as Record<string, Parameters<typeof mocks.ec2.on>[0]>
   for (const op of BOOT_OPS)
     mocks.ec2
-      .on((ec2 as Record<string, any>)[`${op}Command`])
+      .on(commands[`${op}Command`] as Parameters<typeof mocks.ec2.on>[0])
       .callsFake((input: In) => account.handle(op, input))
   return mocks
 }
