@@ -332,3 +332,65 @@ describe('verify-boot: instance types, before anything is created', () => {
     expect(account.leftovers()).toEqual([])
   })
 })
+
+describe('verify-boot in mode full: checked before the bundle is made', () => {
+  const fullCtx = (extra: Record<string, string>): RunContext => {
+    const inputs: Record<string, string> = {
+      'source-instance-id': 'i-0123456789abcdef0',
+      'helper-subnet-id': SUBNET,
+      'helper-instance-profile': 'instance-to-ebs-helper',
+      's3-bucket': 'my-bundles',
+      region: 'us-east-1',
+      'x509-certificate': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----',
+      'x509-private-key': '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----',
+      'verify-boot': 'true',
+      ...extra
+    }
+    const settings = readSettings((n) => inputs[n] ?? '', { env: {} })
+    return {
+      settings,
+      clients: makeClients({ region: settings.region, maxAttempts: 1 }),
+      log: { info: () => {}, warning: () => {}, group: (_n, fn) => fn() },
+      ledger: new Ledger(settings.region, [], () => {}),
+      signal: new AbortController().signal,
+      outputs: {},
+      facts: {},
+      state: {},
+      pollDelayMs: 1
+    }
+  }
+
+  it('runs in the checks that precede the bundle, and only in mode full', async () => {
+    const { planSteps } = await import('../../../src/pipeline/plan.js')
+    const ctx = fullCtx({})
+    const names = planSteps(ctx.settings).map((s) => s.name)
+    expect(names.indexOf('boot check preflight')).toBeGreaterThan(-1)
+    expect(names.indexOf('boot check preflight')).toBeLessThan(names.indexOf('bundle and upload'))
+    const step = planSteps(ctx.settings).find((s) => s.name === 'boot check preflight')
+    expect(step?.enabled?.(ctx)).toBe(true)
+    const convert = readSettings((n) => ({ ...convertWithLaunch, 'verify-boot': 'true' })[n] ?? '', {
+      env: {}
+    })
+    expect(step?.enabled?.({ ...ctx, settings: convert })).toBe(false)
+  })
+
+  it('refuses a paravirtual source when the zone offers no previous-generation type', async () => {
+    account.offerings.set('us-east-1a', ['t3.small', 't2.small'])
+    const { bootCheckPreflightStep } = await import('../../../src/pipeline/verify/instance-types.js')
+    const ctx = fullCtx({ 'virtualization-type': 'paravirtual', 'kernel-id': 'aki-919dcaf8' })
+    await expect(bootCheckPreflightStep.run(ctx)).rejects.toThrow(
+      /None of m3\.medium, m1\.small.* is offered in us-east-1a/
+    )
+    expect(account.created).toEqual([])
+  })
+
+  it('with the virtualization type unknown, accepts a zone that offers a type for either kind', async () => {
+    account.offerings.set('us-east-1a', ['t2.small'])
+    const { bootCheckPreflightStep, verifyState } = await import(
+      '../../../src/pipeline/verify/instance-types.js'
+    )
+    const ctx = fullCtx({})
+    await bootCheckPreflightStep.run(ctx)
+    expect(verifyState(ctx).plan?.types).toEqual([{ instanceType: 't2.small', nitro: false }])
+  })
+})
