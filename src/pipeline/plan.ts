@@ -5,8 +5,14 @@ import { bundleSteps } from './bundle/index.js'
 import type { RunContext } from './context.js'
 import { convertChecks, convertSteps, convertWork } from './convert/index.js'
 import type { Step } from './runner.js'
+import { isBootCheckStep } from './verify/index.js'
 
 export function planSteps(settings: Settings): Step<RunContext>[] {
+  const steps = planAll(settings)
+  return settings.verifyBoot.enabled ? steps : steps.filter((s) => !isBootCheckStep(s))
+}
+
+function planAll(settings: Settings): Step<RunContext>[] {
   switch (settings.mode) {
     case 'convert':
       return [...convertSteps]

@@ -333,6 +333,19 @@ describe('verify-boot: instance types, before anything is created', () => {
   })
 })
 
+describe('the plan', () => {
+  it('holds the boot check steps only with verify-boot: true, the check last', async () => {
+    const { planSteps } = await import('../../../src/pipeline/plan.js')
+    const names = (inputs: Record<string, string>) =>
+      planSteps(readSettings((n) => inputs[n] ?? '', { env: {} })).map((s) => s.name)
+    expect(names(convertWithLaunch).filter((n) => n.startsWith('boot check'))).toEqual([])
+    const on = names(verify())
+    expect(on.filter((n) => n.startsWith('boot check'))).toEqual(['boot check types', 'boot check'])
+    expect(on.at(-1)).toBe('boot check')
+    expect(on.indexOf('boot check types')).toBeLessThan(on.indexOf('helper'))
+  })
+})
+
 describe('verify-boot in mode full: checked before the bundle is made', () => {
   const fullCtx = (extra: Record<string, string>): RunContext => {
     const inputs: Record<string, string> = {
