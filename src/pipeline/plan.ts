@@ -3,7 +3,7 @@
 import type { Settings } from '../settings.js'
 import { bundleSteps } from './bundle/index.js'
 import type { RunContext } from './context.js'
-import { convertChecks, convertSteps, convertWork } from './convert/index.js'
+import { convertSteps, convertWork, fullChecks } from './convert/index.js'
 import type { Step } from './runner.js'
 import { isBootCheckStep } from './verify/index.js'
 
@@ -20,6 +20,6 @@ function planAll(settings: Settings): Step<RunContext>[] {
       return bundleSteps()
     case 'full':
       // Helper and permission checks first, so a full run fails before an hour of bundling.
-      return [...convertChecks, ...bundleSteps(), ...convertWork]
+      return [...fullChecks, ...bundleSteps(), ...convertWork]
   }
 }

@@ -18,8 +18,11 @@ import { writeImageStep } from './write.js'
 import { bootStep } from '../verify/boot.js'
 import { bootCheckPreflightStep, bootCheckTypesStep } from '../verify/instance-types.js'
 
-/** Needs no source: helper, key parameter, permissions (and, in mode full, the boot check's types). */
-export const convertChecks: Step<RunContext>[] = [preflightStep, bootCheckPreflightStep]
+/** Needs no source: helper, key parameter, permissions. */
+export const convertChecks: Step<RunContext>[] = [preflightStep]
+
+/** Mode full, before the bundle: those, and the boot check's instance types from the inputs. */
+export const fullChecks: Step<RunContext>[] = [preflightStep, bootCheckPreflightStep]
 
 /** Source checks (and the dry-run stop), then everything that creates something. */
 export const convertWork: Step<RunContext>[] = [
