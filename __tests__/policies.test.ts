@@ -276,6 +276,22 @@ describe('runner-role.json', () => {
     for (const s of grants(doc, 'ec2:CreateTags'))
       expect(s.Condition?.StringEquals?.['ec2:CreateAction']).toBeDefined()
   })
+
+  it('launches only Amazon-owned images (helpers) or images a run registered (boot checks)', () => {
+    const runInstances = grants(doc, 'ec2:RunInstances')
+    // Every resource RunInstances authorizes is named: no '*' that would let any AMI through.
+    for (const s of runInstances) for (const r of list(s.Resource)) expect(r).not.toBe('*')
+    const onImages = runInstances.filter((s) => list(s.Resource).some((r) => r.includes(':image/')))
+    expect(onImages.map((s) => s.Condition)).toEqual(
+      expect.arrayContaining([
+        { StringEquals: { 'ec2:Owner': 'amazon' } },
+        { Null: { 'aws:ResourceTag/instance-to-ebs:run': 'false' } }
+      ])
+    )
+    for (const s of onImages) expect(s.Condition).toBeDefined()
+    for (const s of grants(doc, 'ec2:GetConsoleOutput'))
+      expect(s.Condition?.Null?.['aws:ResourceTag/instance-to-ebs:run']).toBe('false')
+  })
 })
 
 describe('runner-role-replace.json', () => {

@@ -45,6 +45,31 @@ describe('readSettings: valid inputs', () => {
     )
   })
 
+  it('reads verify-boot off by default, and its inputs when given', () => {
+    expect(read(convertInputs).verifyBoot).toEqual({
+      enabled: false,
+      instanceTypes: [],
+      subnetId: undefined,
+      securityGroupIds: [],
+      onFailure: 'deregister'
+    })
+    const s = read({
+      ...convertInputs,
+      'verify-boot': 'true',
+      'verify-boot-instance-types': 'm3.medium, m1.small\nc3.large',
+      'verify-boot-subnet-id': 'subnet-0123456789abcdef0',
+      'verify-boot-security-group-ids': 'sg-0123456789abcdef0',
+      'verify-boot-failure': 'keep'
+    })
+    expect(s.verifyBoot).toEqual({
+      enabled: true,
+      instanceTypes: ['m3.medium', 'm1.small', 'c3.large'],
+      subnetId: 'subnet-0123456789abcdef0',
+      securityGroupIds: ['sg-0123456789abcdef0'],
+      onFailure: 'keep'
+    })
+  })
+
   it('defaults to full mode for a source instance and derives a timestamped prefix', () => {
     const s = read(fullInputs)
     expect(s.mode).toBe('full')
@@ -321,6 +346,25 @@ const bad: Array<[string, Record<string, string>, string, Record<string, string>
       'virtualization-type': 'hvm'
     },
     'architecture'
+  ],
+  ['verify-boot not a boolean', { 'verify-boot': 'maybe' }, 'verify-boot'],
+  [
+    'verify-boot-instance-types malformed',
+    { 'verify-boot-instance-types': 'm3.medium, M5' },
+    'verify-boot-instance-types'
+  ],
+  ['verify-boot-subnet-id malformed', { 'verify-boot-subnet-id': 'subnet-xyz' }, 'verify-boot-subnet-id'],
+  [
+    'verify-boot-security-group-ids malformed',
+    { 'verify-boot-security-group-ids': 'sg-1' },
+    'verify-boot-security-group-ids'
+  ],
+  ['verify-boot-failure unknown', { 'verify-boot-failure': 'delete' }, 'verify-boot-failure'],
+  [
+    'verify-boot in mode bundle',
+    { mode: 'bundle', 'helper-subnet-id': '', 'helper-instance-profile': '', 'verify-boot': 'true' },
+    'verify-boot',
+    fullInputs
   ]
 ]
 

@@ -81,8 +81,23 @@ export interface ProxyReport {
   }
 }
 
+export interface BootScenario {
+  /** One answer per DescribeInstanceStatus; the last repeats. */
+  statuses?: { instance: string; system: string }[]
+  console?: string
+}
+
+export interface Ec2BootStandin {
+  url: string
+  calls: { action: string; instanceId: string; latest?: boolean }[]
+  setScenario(amiName: string, scenario?: BootScenario): void
+  close(): Promise<void>
+}
+
 export class EmulatorSession {
-  constructor(options?: { amis?: MotoAmi[]; log?: (line: string) => void })
+  constructor(options?: { amis?: MotoAmi[]; log?: (line: string) => void; bootStandin?: boolean })
+  /** Set by start() when the session was made with bootStandin: true. */
+  bootStandin?: Ec2BootStandin
   readonly dir: string
   motoUrl: string
   /** Untagged volumes are moto's own (StartSnapshot makes one); set in sessions that run only convert-on: runner. */

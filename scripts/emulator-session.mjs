@@ -24,6 +24,7 @@ import {
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { DescribeParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { parse as parseYaml } from 'yaml'
+import { startEc2BootStandin } from './ec2-boot-standin.mjs'
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url))
 export const DIST_INDEX = join(REPO, 'dist', 'index.js')
@@ -226,8 +227,11 @@ export class RunnerStep {
  * can act on; `stop()` stops only what this session started and is safe to call twice.
  */
 export class EmulatorSession {
-  constructor({ amis = [], log = () => {} } = {}) {
+  constructor({ amis = [], log = () => {}, bootStandin = false } = {}) {
     this.amis = amis
+    /** Route EC2 through scripts/ec2-boot-standin.mjs (status checks and console per AMI name). */
+    this.wantBootStandin = bootStandin
+    this.bootStandin = undefined
     this.log = log
     this.dir = mkdtempSync(join(tmpdir(), 'i2e-emulator-session-'))
     this.stateFile = join(this.dir, 'emulator.env')
@@ -270,12 +274,22 @@ export class EmulatorSession {
     this.ssm = new SSMClient(clientOptions)
     await this.checkSeeded()
     await this.startStandin()
+    if (this.wantBootStandin)
+      this.bootStandin = await startEc2BootStandin({
+        motoUrl: this.motoUrl,
+        region: REGION,
+        credentials: CREDENTIALS
+      })
     await this.startProxy()
   }
 
   async startProxy() {
     this.proxy = spawn(process.execPath, [PROXY], {
-      env: { ...process.env, I2E_MOTO_URL: this.motoUrl, I2E_SSM_URL: this.standinUrl },
+      env: {
+        ...process.env,
+        I2E_MOTO_URL: this.bootStandin?.url ?? this.motoUrl,
+        I2E_SSM_URL: this.standinUrl
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true
     })
@@ -466,6 +480,7 @@ export class EmulatorSession {
       await exited
       clearTimeout(timer)
     }
+    await this.bootStandin?.close()
     for (const c of [this.ec2, this.s3, this.ssm, this.ssmViaStandin]) c?.destroy()
     if (existsSync(this.stateFile))
       await run('bash', [EMULATOR_SH, 'stop'], {

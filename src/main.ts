@@ -37,7 +37,7 @@ export async function main(options: MainOptions = {}): Promise<PipelineResult | 
     log: actionsLogger,
     ledger: new Ledger(settings.region),
     signal: options.signal ?? new AbortController().signal,
-    outputs: { region: settings.region },
+    outputs: { region: settings.region, 'boot-verified': 'skipped' },
     facts: {},
     state: {},
     pollDelayMs: options.pollDelayMs ?? 5000

@@ -10,6 +10,7 @@ export type IfAmiExists = 'fail' | 'reuse' | 'replace'
 export type IfBundleExists = 'fail' | 'overwrite'
 /** Where the image is written: onto a volume by a helper instance, or into a snapshot by the runner (EBS direct APIs). */
 export type ConvertOn = 'helper' | 'runner'
+export type VerifyBootFailure = 'deregister' | 'keep'
 
 export interface S3Location {
   bucket: string
@@ -30,6 +31,17 @@ export interface HelperLaunch {
   subnetId: string
   securityGroupIds: string[]
   instanceProfile: string
+}
+
+/** verify-boot: launch the new AMI once and judge its boot (src/pipeline/verify/). */
+export interface VerifyBoot {
+  enabled: boolean
+  /** In order of preference; empty means "chosen from the image facts". */
+  instanceTypes: string[]
+  /** Undefined: the helper's subnet (and then its security groups). */
+  subnetId?: string
+  securityGroupIds: string[]
+  onFailure: VerifyBootFailure
 }
 
 export interface Settings {
@@ -72,6 +84,7 @@ export interface Settings {
     ifExists: IfAmiExists
   }
   x509: { certificate?: KeyMaterial; privateKey?: KeyMaterial }
+  verifyBoot: VerifyBoot
   dryRun: boolean
   timeoutMinutes: number
   maxAttempts: number
@@ -433,6 +446,26 @@ export function readSettings(
   const ifBundleExists = p.oneOf<IfBundleExists>('if-bundle-exists', ['fail', 'overwrite'], 'fail') ?? 'fail'
   const keepBundle = p.boolean('keep-bundle', false)
 
+  const verifyBoot = p.boolean('verify-boot', false)
+  const verifyTypes = p.list(
+    'verify-boot-instance-types',
+    INSTANCE_TYPE,
+    'instance types such as m3.medium or t3.small, comma or newline separated',
+    true
+  )
+  const verifySubnet = p.optional(
+    'verify-boot-subnet-id',
+    idPattern('subnet'),
+    'a subnet id such as subnet-0123456789abcdef0'
+  )
+  const verifyGroups = p.list(
+    'verify-boot-security-group-ids',
+    idPattern('sg'),
+    'security group ids such as sg-0123456789abcdef0'
+  )
+  const verifyFailure =
+    p.oneOf<VerifyBootFailure>('verify-boot-failure', ['deregister', 'keep'], 'deregister') ?? 'deregister'
+
   const dryRun = p.boolean('dry-run', false)
   const timeoutMinutes = p.integer('timeout-minutes', 5, 2880) ?? 120
   const maxAttempts = p.integer('max-attempts', 1, 20) ?? 8
@@ -571,6 +604,10 @@ export function readSettings(
       for (const name of ['volume-size', 'kms-key-id', 'boot-mode'])
         p.forbid(name, "in mode 'bundle': no EBS volume or EBS AMI is made")
     }
+    if (verifyBoot && mode === 'bundle')
+      p.problems.push(
+        "'verify-boot' applies to modes 'convert' and 'full': mode 'bundle' makes no EBS-backed AMI to boot"
+      )
     if (helperInstanceId !== undefined && helperInstanceId === sourceInstanceId)
       p.problems.push(
         "'helper-instance-id' must differ from 'source-instance-id': the helper must be EBS-backed"
@@ -631,6 +668,13 @@ export function readSettings(
       ifExists: ifAmiExists
     },
     x509: { certificate, privateKey },
+    verifyBoot: {
+      enabled: verifyBoot,
+      instanceTypes: verifyTypes,
+      subnetId: verifySubnet,
+      securityGroupIds: verifyGroups,
+      onFailure: verifyFailure
+    },
     dryRun,
     timeoutMinutes,
     maxAttempts,

@@ -4,7 +4,13 @@ import type { Clients } from '../aws/clients.js'
 import type { Settings } from '../settings.js'
 import type { Logger, StepContext } from './runner.js'
 
-export type OutputName = 'ami-id' | 'snapshot-id' | 'instance-store-ami-id' | 'manifest-location' | 'region'
+export type OutputName =
+  | 'ami-id'
+  | 'snapshot-id'
+  | 'instance-store-ami-id'
+  | 'manifest-location'
+  | 'region'
+  | 'boot-verified'
 
 export interface RunContext extends StepContext {
   settings: Settings

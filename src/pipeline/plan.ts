@@ -3,13 +3,17 @@
 import type { Settings } from '../settings.js'
 import { bundleSteps } from './bundle/index.js'
 import type { RunContext } from './context.js'
-import { convertChecks, convertSteps, convertWork, HELPER_ONLY, RUNNER_ONLY } from './convert/index.js'
+import { convertSteps, convertWork, fullChecks, HELPER_ONLY, RUNNER_ONLY } from './convert/index.js'
 import type { Step } from './runner.js'
+import { isBootCheckStep } from './verify/index.js'
 
 export function planSteps(settings: Settings): Step<RunContext>[] {
-  // The other place of writing's steps are left out, so the summary lists only what could run.
+  // The other place of writing's steps are left out, so the summary lists only what could run;
+  // so are the boot check's steps when verify-boot is off.
   const other = settings.convertOn === 'runner' ? HELPER_ONLY : RUNNER_ONLY
-  return stepsOfMode(settings).filter((step) => !other.has(step.name))
+  return stepsOfMode(settings).filter(
+    (step) => !other.has(step.name) && (settings.verifyBoot.enabled || !isBootCheckStep(step))
+  )
 }
 
 function stepsOfMode(settings: Settings): Step<RunContext>[] {
@@ -20,6 +24,6 @@ function stepsOfMode(settings: Settings): Step<RunContext>[] {
       return bundleSteps()
     case 'full':
       // Helper and permission checks first, so a full run fails before an hour of bundling.
-      return [...convertChecks, ...bundleSteps(), ...convertWork]
+      return [...fullChecks, ...bundleSteps(), ...convertWork]
   }
 }

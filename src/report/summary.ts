@@ -5,6 +5,8 @@ import * as core from '@actions/core'
 import type { OutputName, RunContext } from '../pipeline/context.js'
 import { formatSeconds, type PipelineResult } from '../pipeline/runner.js'
 import type { Mode, Settings } from '../settings.js'
+import type { VerifyState } from '../pipeline/verify/instance-types.js'
+import { bootCheckSection } from './boot-check.js'
 import { failureLine } from './failure.js'
 
 export interface SummaryInput {
@@ -14,11 +16,13 @@ export interface SummaryInput {
   outputs: Partial<Record<OutputName, string>>
   facts: Record<string, string>
   result: PipelineResult
+  /** What verify-boot saw, when it ran. */
+  bootCheck?: VerifyState['report']
 }
 
 export function summaryInput(
   settings: Pick<Settings, 'mode' | 'region' | 'dryRun'>,
-  ctx: Pick<RunContext, 'outputs' | 'facts'>,
+  ctx: Pick<RunContext, 'outputs' | 'facts'> & Partial<Pick<RunContext, 'state'>>,
   result: PipelineResult
 ): SummaryInput {
   return {
@@ -27,7 +31,8 @@ export function summaryInput(
     dryRun: settings.dryRun,
     outputs: ctx.outputs,
     facts: ctx.facts,
-    result
+    result,
+    bootCheck: (ctx.state?.verify as VerifyState | undefined)?.report
   }
 }
 
@@ -242,6 +247,7 @@ export function renderSummary(input: SummaryInput): string {
     failureSection(input.result),
     productsSection(input),
     imageSection(input.facts),
+    bootCheckSection(input.bootCheck),
     stepsSection(input.result),
     cleanupSection(input.result),
     otherFactsSection(input.facts)

@@ -16,9 +16,14 @@ import { snapshotStep } from './snapshot.js'
 import { proceeding } from './state.js'
 import { createVolumeStep } from './volume.js'
 import { writeImageStep } from './write.js'
+import { bootStep } from '../verify/boot.js'
+import { bootCheckPreflightStep, bootCheckTypesStep } from '../verify/instance-types.js'
 
 /** Needs no source: helper, key parameter, permissions. */
 export const convertChecks: Step<RunContext>[] = [preflightStep]
+
+/** Mode full, before the bundle: those, and the boot check's instance types from the inputs. */
+export const fullChecks: Step<RunContext>[] = [preflightStep, bootCheckPreflightStep]
 
 /** The steps only one place of writing uses (the plan leaves out the other's). */
 export const HELPER_ONLY = new Set<string>()
@@ -33,11 +38,12 @@ const onHelper = (step: Step<RunContext>): Step<RunContext> => {
 /**
  * Source checks (and the dry-run stop), then everything that creates something: on a helper
  * (volume written over SSM, then snapshotted) or on the runner (snapshot written with the EBS
- * direct APIs); both end in the same registration.
+ * direct APIs); both end in the same registration and the optional boot check.
  */
 export const convertWork: Step<RunContext>[] = [
   preflightSourceStep,
   imageFactsStep,
+  bootCheckTypesStep,
   ...[
     helperStep,
     keyParameterStep({ enabled: proceeding }),
@@ -48,7 +54,8 @@ export const convertWork: Step<RunContext>[] = [
     snapshotStep
   ].map(onHelper),
   runnerWriteStep,
-  registerStep
+  registerStep,
+  bootStep
 ]
 
 export const convertSteps: Step<RunContext>[] = [...convertChecks, ...convertWork]
