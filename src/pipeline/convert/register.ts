@@ -65,8 +65,12 @@ export const registerStep: Step<RunContext> = {
             255
           ),
         Architecture: f.architecture,
+        // "The device name of the root device volume (for example, /dev/sda1)." (RegisterImage)
         RootDeviceName: f.rootDeviceName,
+        // "The type of virtualization (hvm | paravirtual). Default: paravirtual" (RegisterImage):
+        // always sent, or a paravirtual image made hvm would register as paravirtual.
         VirtualizationType: f.virtualizationType,
+        // An hvm AMI boots from its own volume (a converted one through GRUB 2): no kernel, no ramdisk.
         KernelId: paravirtual ? f.kernelId : undefined,
         RamdiskId: paravirtual ? f.ramdiskId : undefined,
         BlockDeviceMappings: [
@@ -81,8 +85,13 @@ export const registerStep: Step<RunContext> = {
             }
           }
         ],
+        // "Set to true to enable enhanced networking with ENA ... This option is supported only for
+        // HVM AMIs. Specifying this option with a PV AMI can make instances launched from the AMI
+        // unreachable." (RegisterImage, EnaSupport); a converted image sets it only when its kernel has ena.
         EnaSupport: f.enaSupport,
         SriovNetSupport: f.sriovNetSupport,
+        // "The operating system contained in the AMI must be configured to support the specified boot
+        // mode." (RegisterImage, BootMode): legacy-bios for a converted image, whose GRUB 2 is for BIOS.
         BootMode: f.bootMode,
         TagSpecifications: [...tagSpec(ctx, 'image', name), ...tagSpec(ctx, 'snapshot', name)]
       })
