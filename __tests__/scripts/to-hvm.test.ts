@@ -5,8 +5,8 @@
 // are bundled with bench/make-bundle.sh; the real small-pv fixture names a kernel it lacks.
 // Booting a converted image for real is __tests__/boot/pv-to-hvm.test.ts.
 import { spawnSync } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import {
@@ -19,8 +19,8 @@ import {
   scratch,
   sh
 } from './convert-harness.js'
+import { bundlePvImage, FSTAB, KERNEL } from './pv-image.js'
 
-const makeBundle = fileURLToPath(new URL('../../bench/make-bundle.sh', import.meta.url))
 const GRUB_DIR = '/usr/lib/grub/i386-pc'
 const missing = [
   'losetup',
@@ -36,7 +36,6 @@ if (!existsSync(join(GRUB_DIR, 'boot.img'))) missing.push('grub-pc-bin')
 const why = !isRoot() ? 'needs root' : missing.length ? `needs ${missing.join(', ')}` : ''
 const suite = why === '' ? describe : describe.skip
 
-const KERNEL = '5.10.0-i2e-test'
 let tmp: Scratch
 const loops: string[] = []
 
@@ -47,67 +46,6 @@ afterAll(() => {
   for (const loop of loops.reverse()) spawnSync('losetup', ['-d', loop])
   tmp?.cleanup()
 })
-
-interface ImageSpec {
-  /** /boot/config-KERNEL lines. */
-  config: string[]
-  /** Module paths (under lib/modules/KERNEL/kernel/) inside the initramfs. */
-  initramfs?: string[]
-  /** Module paths installed on the root filesystem. */
-  onDisk?: string[]
-  fstab?: string
-}
-
-const MENU = `default 1
-timeout 0
-
-title old kernel, removed since
-root (hd0)
-kernel /boot/vmlinuz-4.4.0-gone root=LABEL=i2e-test-root ro console=hvc0
-initrd /boot/initrd.img-4.4.0-gone
-
-title Test Linux, kernel ${KERNEL}
-root (hd0)
-kernel /boot/vmlinuz-${KERNEL} root=/dev/xvda1 ro quiet console=hvc0 xencons=tty
-initrd /boot/initrd.img-${KERNEL}
-`
-
-const FSTAB = `# test image
-/dev/xvda1\t/\text4\tdefaults\t0 1
-/dev/sda2\t/mnt\tauto\tdefaults,nobootwait\t0 2
-proc\t/proc\tproc\tdefaults\t0 0
-`
-
-/** A bare ext4 image with a kernel, its config, an initramfs and menu.lst, bundled; returns the bundle folder. */
-function bundlePvImage(name: string, spec: ImageSpec): string {
-  const dir = join(tmp.dir, name)
-  const tree = join(dir, 'tree')
-  const write = (path: string, text: string | Buffer) => {
-    mkdirSync(dirname(join(tree, path)), { recursive: true })
-    writeFileSync(join(tree, path), text)
-  }
-  write(`boot/vmlinuz-${KERNEL}`, Buffer.alloc(65536, 7))
-  write(`boot/config-${KERNEL}`, `${spec.config.join('\n')}\n`)
-  write('boot/grub/menu.lst', MENU)
-  write('etc/fstab', spec.fstab ?? FSTAB)
-  write('etc/hostname', `${name}\n`)
-  for (const module of spec.onDisk ?? []) write(`lib/modules/${KERNEL}/kernel/${module}`, 'module')
-  write(`lib/modules/${KERNEL}/modules.builtin`, '')
-  const initrdTree = join(dir, 'initrd')
-  mkdirSync(initrdTree, { recursive: true })
-  for (const module of spec.initramfs ?? ['fs/ext4/ext4.ko']) {
-    const path = join(initrdTree, 'lib/modules', KERNEL, 'kernel', module)
-    mkdirSync(dirname(path), { recursive: true })
-    writeFileSync(path, 'module')
-  }
-  const initrd = join(tree, 'boot', `initrd.img-${KERNEL}`)
-  sh('sh', ['-c', `cd "${initrdTree}" && find . | cpio -o -H newc --quiet | gzip -c > "${initrd}"`])
-  const image = join(dir, 'image.raw')
-  sh('mkfs.ext4', ['-q', '-L', 'i2e-test-root', '-d', tree, image, '16M'])
-  const made = spawnSync('bash', [makeBundle, join(dir, 'made'), '0', image], { encoding: 'utf8' })
-  if (made.status !== 0) throw new Error(`make-bundle.sh failed: ${made.stderr}`)
-  return join(dir, 'made', 'bundle')
-}
 
 /** A loop device over a new sparse file of `bytes`. */
 function loopDevice(name: string, bytes: number): { loop: string; file: string } {
@@ -150,7 +88,7 @@ const hvmArgs = (bundle: string, target: string) => [
 
 suite(`convert.sh --output-virtualization-type hvm${why ? ` (skipped: ${why})` : ''}`, () => {
   it('makes a paravirtual image an MBR disk with GRUB 2 booting the default kernel, root by UUID', () => {
-    const bundle = bundlePvImage('drivers', {
+    const bundle = bundlePvImage(tmp.dir, 'drivers', {
       config: ['CONFIG_XEN_BLKDEV_FRONTEND=m', 'CONFIG_BLK_DEV_NVME=m', 'CONFIG_ENA_ETHERNET=m'],
       initramfs: ['drivers/block/xen-blkfront.ko', 'drivers/nvme/host/nvme.ko'],
       onDisk: ['drivers/net/ethernet/amazon/ena/ena.ko']
@@ -209,7 +147,7 @@ suite(`convert.sh --output-virtualization-type hvm${why ? ` (skipped: ${why})` :
   }, 240_000)
 
   it('says which families boot a kernel with only the emulated IDE driver: Xen, not Nitro', () => {
-    const bundle = bundlePvImage('ata-only', {
+    const bundle = bundlePvImage(tmp.dir, 'ata-only', {
       config: ['CONFIG_ATA_PIIX=y', 'CONFIG_BLK_DEV_NVME=m', '# CONFIG_ENA_ETHERNET is not set']
     })
     const { loop } = loopDevice('ata-only', 64 * 1024 * 1024)
@@ -224,7 +162,7 @@ suite(`convert.sh --output-virtualization-type hvm${why ? ` (skipped: ${why})` :
   }, 240_000)
 
   it('refuses a kernel with no disk driver an hvm instance boots from, and leaves no loop device', () => {
-    const bundle = bundlePvImage('no-driver', {
+    const bundle = bundlePvImage(tmp.dir, 'no-driver', {
       config: [
         'CONFIG_XEN_BLKDEV_FRONTEND=m',
         '# CONFIG_ATA_PIIX is not set',
@@ -243,7 +181,7 @@ suite(`convert.sh --output-virtualization-type hvm${why ? ` (skipped: ${why})` :
   }, 240_000)
 
   it('refuses a classic Xen (xenlinux) kernel, which boots only paravirtualized', () => {
-    const bundle = bundlePvImage('xenlinux', {
+    const bundle = bundlePvImage(tmp.dir, 'xenlinux', {
       config: ['CONFIG_X86_64_XEN=y', 'CONFIG_XEN_BLKDEV_FRONTEND=y']
     })
     const { loop } = loopDevice('xenlinux', 64 * 1024 * 1024)
