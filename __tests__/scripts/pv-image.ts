@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { sh } from './convert-harness.js'
 
-const makeBundle = fileURLToPath(new URL('../../bench/make-bundle.sh', import.meta.url))
+export const makeBundle = fileURLToPath(new URL('../../bench/make-bundle.sh', import.meta.url))
 export const KERNEL = '5.10.0-i2e-test'
 
 export interface ImageSpec {

@@ -5,7 +5,7 @@
 // are bundled with bench/make-bundle.sh; the real small-pv fixture names a kernel it lacks.
 // Booting a converted image for real is __tests__/boot/pv-to-hvm.test.ts.
 import { spawnSync } from 'node:child_process'
-import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
@@ -19,7 +19,7 @@ import {
   scratch,
   sh
 } from './convert-harness.js'
-import { bundlePvImage, FSTAB, KERNEL } from './pv-image.js'
+import { bundlePvImage, FSTAB, KERNEL, makeBundle } from './pv-image.js'
 
 const GRUB_DIR = '/usr/lib/grub/i386-pc'
 const missing = [
@@ -188,6 +188,24 @@ suite(`convert.sh --output-virtualization-type hvm${why ? ` (skipped: ${why})` :
     const run = runConvert(hvmArgs(bundle, loop), {}, 180_000)
     expect(run.status).not.toBe(0)
     expect(run.fails[0]).toMatch(/classic Xen \(xenlinux\) kernel.*linux-image-virtual/)
+  }, 240_000)
+
+  it('refuses an image whose filesystem GRUB 2 and the helper cannot both read', () => {
+    const dir = join(tmp.dir, 'swap')
+    mkdirSync(dir)
+    const image = join(dir, 'image.raw')
+    sh('truncate', ['-s', '16M', image])
+    sh('mkswap', ['-q', image])
+    const made = spawnSync('bash', [makeBundle, join(dir, 'made'), '0', image], { encoding: 'utf8' })
+    expect(made.status).toBe(0)
+    const bundle = join(dir, 'made', 'bundle')
+    const target = join(dir, 'disk.img')
+    const run = runConvert(hvmArgs(bundle, target), {}, 180_000)
+    expect(run.status).not.toBe(0)
+    expect(run.fails).toEqual([
+      'cannot make this image hvm: its filesystem is swap, and only ext2/3/4, xfs and btrfs can be mounted here and read by GRUB 2; what would work: keep the result paravirtual (output-virtualization-type empty)'
+    ])
+    expect(attachedTo(target)).toBe('')
   }, 240_000)
 
   it('refuses the real small-pv bundle: its menu.lst names a kernel the image does not have', () => {

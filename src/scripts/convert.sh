@@ -613,6 +613,7 @@ result bytes_written "$bytes_written"
 result digest ok
 progress "image rebuilt: $((image_bytes / 1048576)) MiB, of which $((bytes_written / 1048576)) MiB written (the rest: holes left unwritten), in ${elapsed}s"
 
+((!to_hvm)) || hvm_check_filesystem "$target"
 ((finalize && (target_is_device || to_hvm))) || exit 0
 
 # ---------------------------------------------------------------- finalize: find the root filesystem

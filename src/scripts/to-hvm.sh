@@ -5,6 +5,7 @@
 #   hvm_require_tools              before anything is written: GRUB 2 for i386-pc is on this machine
 #   hvm_partition TARGET BYTES     MBR, one bootable Linux partition from sector 2048; the stream
 #                                  then goes into the partition (a loop device at its offset)
+#   hvm_check_filesystem TARGET    after the stream: a filesystem GRUB and the helper can read
 #   hvm_prepare MOUNT_DIR UUID LABEL FSTYPE DISK_ID
 #                                  the mounted root: the kernel and initrd that menu.lst names as
 #                                  default, their disk and network drivers (refusing a kernel that
@@ -61,6 +62,18 @@ hvm_partition() {
   hvm_loop=$(losetup -f --show -o "$hvm_partition_offset" --sizelimit "$size" "$target" 2>"$work/losetup.err") ||
     fail "cannot map the new partition of $target: $(first_line "$work/losetup.err")"
   progress "hvm: partition 1 from sector $hvm_partition_start_sector ($size bytes) on $target, written through $hvm_loop"
+}
+
+# hvm_check_filesystem TARGET: the image in the partition must be a filesystem that both the
+# helper can mount (to read menu.lst and write the GRUB configuration) and GRUB 2 can read.
+hvm_check_filesystem() {
+  local type
+  type=$(blkid -p -O "$hvm_partition_offset" -o value -s TYPE "$1" 2>/dev/null || true)
+  case $type in
+  ext2 | ext3 | ext4 | xfs | btrfs) ;;
+  '') fail "cannot make this image hvm: it holds no filesystem that blkid recognises (a paravirtual image is one bare filesystem); what would work: keep the result paravirtual, or check that the source AMI is the one you meant" ;;
+  *) fail "cannot make this image hvm: its filesystem is $type, and only ext2/3/4, xfs and btrfs can be mounted here and read by GRUB 2; what would work: keep the result paravirtual (output-virtualization-type empty)" ;;
+  esac
 }
 
 # hvm_where_built KERNEL_VERSION MODULE_NAME: built-in, initramfs, module or no (and 'unknown'
