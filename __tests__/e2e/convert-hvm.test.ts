@@ -3,7 +3,8 @@
 // output-virtualization-type: hvm against moto and the SSM stand-in, which runs convert.sh and
 // to-hvm.sh on a loop device. moto ignores RegisterImage's fields, so the request itself is read
 // from moto's own recorder. Leftovers come from the emulator's listing.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { EmulatorSession, instanceStoreAmi } from '../../scripts/emulator-session.mjs'
 import { scratch, type Scratch } from '../scripts/convert-harness.js'
@@ -90,6 +91,12 @@ suite(`end-to-end convert with output-virtualization-type: hvm${unavailable ? ` 
   }, TIMEOUT_MS)
 
   afterAll(async () => {
+    // The recording (request bodies) is a file in moto's working folder: emptied, and removed
+    // when that folder is the repository's.
+    await fetch(`${session.motoUrl}/moto-api/recorder/reset-recording`, { method: 'POST' }).catch(
+      () => undefined
+    )
+    rmSync(fileURLToPath(new URL('../../moto_recording', import.meta.url)), { force: true })
     await session.stop()
     tmp?.cleanup()
   })
