@@ -6,13 +6,14 @@
 #   convert.sh --manifest FILE|s3://bucket/key/x.manifest.xml [--parts DIR|s3://bucket/prefix/]
 #              --key FILE | --key-parameter NAME       (SSM SecureString holding the PEM key)
 #              --target FILE|BLOCK_DEVICE | --volume-id vol-... [--device /dev/sdf]
-#              [--region REGION] [--no-finalize] [--write-zeros]
+#              [--region REGION] [--no-finalize | --finalize] [--write-zeros]
 #              [--output-virtualization-type hvm|paravirtual]
+#   convert.sh --help
 #
 # --output-virtualization-type hvm makes a paravirtual image (a bare filesystem) an hvm disk:
 # MBR with one bootable partition from sector 2048, the filesystem streamed into it, GRUB 2 in
 # the MBR booting menu.lst's default kernel, fstab's root by UUID (to-hvm.sh). A file target is
-# finalized too then, so that it is a bootable disk image.
+# finalized too then (as with --finalize), so that it is a bootable disk image.
 #
 # The bundle is streamed, never copied: parts in manifest order (names from the manifest
 # only, each one's SHA-1 checked as it passes) | AES-128-CBC decrypt | gunzip | SHA-1 of the
@@ -32,7 +33,9 @@
 #
 # Block-device targets are then finalized (unless --no-finalize): partition table re-read,
 # root filesystem found and checked (fsck -n), mounted in a private directory, instance-store
-# entries removed from /etc/fstab (backup kept, diff printed), facts reported.
+# entries removed from /etc/fstab (backup kept, diff printed), facts reported. A FILE target is
+# NOT finalized (it is left exactly as bundled, so it does not boot as is) unless --finalize is
+# given: then, as root, it is attached as a loop device and finalized like a volume.
 #
 # Result lines (stdout, see common.sh): target, image_bytes (size of the rebuilt image),
 # bytes_written (bytes actually written to the target; the rest were holes, left as they were),
@@ -56,18 +59,14 @@ umask 077
 # ---------------------------------------------------------------- arguments
 
 manifest_arg='' parts_arg='' key_arg='' key_param='' target_arg='' volume_id='' device_arg=''
-region='' finalize=1 write_zeros=0 output_type=''
+region='' finalize=1 finalize_file=0 write_zeros=0 output_type=''
 
 usage_fail() {
-  fail "$1 (usage: convert.sh --manifest FILE|s3://... [--parts DIR|s3://.../] --key FILE|--key-parameter NAME --target FILE|DEVICE|--volume-id vol-... [--device /dev/sdX] [--region R] [--no-finalize] [--write-zeros] [--output-virtualization-type hvm|paravirtual])" 2
+  fail "$1 (usage: convert.sh --manifest FILE|s3://... [--parts DIR|s3://.../] --key FILE|--key-parameter NAME --target FILE|DEVICE|--volume-id vol-... [--device /dev/sdX] [--region R] [--no-finalize|--finalize] [--write-zeros] [--output-virtualization-type hvm|paravirtual]; --help)" 2
 }
 
 while (($#)); do
   case $1 in
-  --help | -h)
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
-    exit 0
-    ;;
   --manifest | --parts | --key | --key-parameter | --target | --volume-id | --device | --region | --output-virtualization-type)
     if (($# < 2)) || [[ -z $2 ]]; then usage_fail "option $1 needs a value"; fi
     case $1 in
@@ -84,12 +83,18 @@ while (($#)); do
     shift 2
     ;;
   --no-finalize) finalize=0 && shift ;;
+  --finalize) finalize_file=1 && shift ;;
+  --help | -h)
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+    exit 0
+    ;;
   --write-zeros) write_zeros=1 && shift ;;
   *) usage_fail "unknown argument '$1'" ;;
   esac
 done
 
 [[ -n $manifest_arg ]] || usage_fail "--manifest is required"
+((finalize || !finalize_file)) || usage_fail "give only one of --finalize and --no-finalize"
 [[ -n $key_arg || -n $key_param ]] || usage_fail "--key or --key-parameter is required"
 [[ -z $key_arg || -z $key_param ]] || usage_fail "give only one of --key and --key-parameter"
 [[ -n $target_arg || -n $volume_id ]] || usage_fail "--target or --volume-id is required"
@@ -614,7 +619,21 @@ result digest ok
 progress "image rebuilt: $((image_bytes / 1048576)) MiB, of which $((bytes_written / 1048576)) MiB written (the rest: holes left unwritten), in ${elapsed}s"
 
 ((!to_hvm)) || hvm_check_filesystem "$target"
-((finalize && (target_is_device || to_hvm))) || exit 0
+((!to_hvm)) || finalize_file=1 # an hvm disk needs its boot loader, also in a file
+if ((finalize && finalize_file && !target_is_device)); then
+  # --finalize on a file: finalize it through a loop device (partition nodes scanned), as a volume.
+  [[ $(id -u) -eq 0 ]] || fail "--finalize on the file $target needs root (it is attached as a loop device); the image was written but not finalized"
+  require_cmd losetup
+  file_target=$target
+  target=$(losetup -f --show -P "$file_target" 2>"$work/losetup.err") ||
+    fail "cannot attach $file_target as a loop device to finalize it: $(first_line "$work/losetup.err")"
+  loops+=("$target")
+  target_is_device=1
+  progress "finalizing the file $file_target through $target"
+elif ((finalize && !target_is_device)); then
+  progress "note: the file $target is not finalized (no fstab tidy, fsck or facts; it may not boot as is): add --finalize (as root) to finalize it"
+fi
+((finalize && target_is_device)) || exit 0
 
 # ---------------------------------------------------------------- finalize: find the root filesystem
 
