@@ -54,6 +54,20 @@ describe('buildCommand', () => {
   })
 })
 
+describe('command size', () => {
+  // SendCommand may answer MaxDocumentSizeExceeded: "The size limit of a document is 64 KB"
+  // (SSM API reference, SendCommand errors). The command text carries the scripts whole.
+  it.each(['convert.sh', 'bundle.sh'] as const)('%s with its companions stays under 64 KB', (script) => {
+    const text = buildCommand(script, [
+      '--manifest',
+      's3://bucket/prefix/image.manifest.xml',
+      '--output-virtualization-type',
+      'hvm'
+    ])
+    expect(Buffer.byteLength(text)).toBeLessThan(64 * 1024)
+  })
+})
+
 describe('parseResults', () => {
   it('reads result lines and the failure reason', () => {
     expect(parseResults('progress\n::result a=1\n::result b=x=y\n::fail part 2 digest mismatch\n')).toEqual({
