@@ -16,6 +16,23 @@ const problemsOf = (inputs: Record<string, string>, env: NodeJS.ProcessEnv = {})
 }
 
 describe('readSettings: valid inputs', () => {
+  it('reads output-virtualization-type: the result may be hvm from a paravirtual source', () => {
+    const s = read({
+      ...convertInputs,
+      'virtualization-type': 'paravirtual',
+      'output-virtualization-type': 'hvm',
+      'root-device-name': '/dev/xvda',
+      'boot-mode': 'legacy-bios'
+    })
+    expect(s.image).toMatchObject({
+      virtualizationType: 'paravirtual',
+      outputVirtualizationType: 'hvm',
+      rootDeviceName: '/dev/xvda'
+    })
+    expect(s.ami.bootMode).toBe('legacy-bios')
+    expect(read(convertInputs).image.outputVirtualizationType).toBeUndefined()
+  })
+
   it('reads a convert configuration with defaults', () => {
     const s = read(convertInputs)
     expect(s.mode).toBe('convert')
@@ -257,6 +274,39 @@ const bad: Array<[string, Record<string, string>, string, Record<string, string>
   ['ramdisk id bad', { 'ramdisk-id': 'ari-12' }, 'ramdisk-id'],
   ['kernel with hvm', { 'virtualization-type': 'hvm', 'kernel-id': 'aki-5c21674b' }, 'kernel-id'],
   ['boot mode with paravirtual', { 'virtualization-type': 'paravirtual', 'boot-mode': 'uefi' }, 'boot-mode'],
+  ['output virtualization unknown', { 'output-virtualization-type': 'pv' }, 'output-virtualization-type'],
+  [
+    'kernel with an hvm result',
+    { 'output-virtualization-type': 'hvm', 'kernel-id': 'aki-5c21674b' },
+    'kernel-id'
+  ],
+  [
+    'ramdisk with an hvm result',
+    { 'output-virtualization-type': 'hvm', 'ramdisk-id': 'ari-5c21674b' },
+    'ramdisk-id'
+  ],
+  ['uefi for a converted image', { 'output-virtualization-type': 'hvm', 'boot-mode': 'uefi' }, 'boot-mode'],
+  [
+    'hvm result at a data device name',
+    { 'output-virtualization-type': 'hvm', 'root-device-name': '/dev/sdf' },
+    'root-device-name'
+  ],
+  [
+    'paravirtual result of an hvm source',
+    { 'virtualization-type': 'hvm', 'output-virtualization-type': 'paravirtual' },
+    'output-virtualization-type'
+  ],
+  [
+    'output type in mode bundle',
+    {
+      mode: 'bundle',
+      'helper-subnet-id': '',
+      'helper-instance-profile': '',
+      'output-virtualization-type': 'hvm'
+    },
+    'output-virtualization-type',
+    fullInputs
+  ],
   ['ami name too short', { 'ami-name': 'ab' }, 'ami-name'],
   ['ami name bad char', { 'ami-name': 'my ami!' }, 'ami-name'],
   ['description too long', { 'ami-description': 'x'.repeat(256) }, 'ami-description'],

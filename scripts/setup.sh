@@ -10,11 +10,14 @@ declare -A PACKAGE=(
   [shellcheck]=shellcheck [sfdisk]=fdisk [e2fsck]=e2fsprogs [debugfs]=e2fsprogs
   [losetup]=mount [debootstrap]=debootstrap [openssl]=openssl [curl]=curl [gzip]=gzip
   [dash]=dash [ruby]=ruby
+  [grub-mkimage]=grub-pc-bin [cpio]=cpio [qemu-system-x86_64]=qemu-system-x86
 )
 missing=()
 for cmd in "${!PACKAGE[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGE[$cmd]}")
 done
+# GRUB 2's BIOS modules (what an hvm result of a paravirtual image is booted by) come without a command.
+[[ -f /usr/lib/grub/i386-pc/boot.img ]] || missing+=(grub-pc-bin)
 if ((${#missing[@]} > 0)); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [[ $(id -u) -ne 0 ]]; then

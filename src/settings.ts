@@ -65,6 +65,8 @@ export interface Settings {
   /** Inputs that override what is detected from the source; undefined means "detect". */
   image: {
     virtualizationType?: VirtualizationType
+    /** The virtualization type of the EBS AMI (convert, full); undefined means "as the source". */
+    outputVirtualizationType?: VirtualizationType
     rootDeviceName?: string
     architecture?: Architecture
     kernelId?: string
@@ -407,6 +409,10 @@ export function readSettings(
     p.problem('s3-prefix', prefixInput, "a key prefix without empty, '.' or '..' segments (a/b/c)")
 
   const virtualizationType = p.oneOf<VirtualizationType>('virtualization-type', ['hvm', 'paravirtual'])
+  const outputVirtualizationType = p.oneOf<VirtualizationType>('output-virtualization-type', [
+    'hvm',
+    'paravirtual'
+  ])
   const rootDeviceName = p.optional(
     'root-device-name',
     DEVICE,
@@ -496,7 +502,26 @@ export function readSettings(
     if (ramdiskId !== undefined)
       p.problems.push("'ramdisk-id' applies only to 'virtualization-type: paravirtual'")
   }
-  if (virtualizationType === 'paravirtual') {
+  if (outputVirtualizationType === 'hvm') {
+    if (kernelId !== undefined)
+      p.problems.push("'kernel-id' applies only to a paravirtual result; 'output-virtualization-type' is hvm")
+    if (ramdiskId !== undefined)
+      p.problems.push(
+        "'ramdisk-id' applies only to a paravirtual result; 'output-virtualization-type' is hvm"
+      )
+    if (bootMode !== undefined && bootMode !== 'legacy-bios')
+      p.problems.push(
+        `'boot-mode' ${bootMode} cannot boot the converted image: its GRUB 2 is for BIOS; use 'legacy-bios' or leave it empty`
+      )
+    // "HVM: Differs by AMI /dev/sda1 or /dev/xvda" (EC2 User Guide, device naming: root device names).
+    if (rootDeviceName !== undefined && rootDeviceName !== '/dev/sda1' && rootDeviceName !== '/dev/xvda')
+      p.problem('root-device-name', rootDeviceName, "'/dev/xvda' or '/dev/sda1' for an hvm result")
+  }
+  if (outputVirtualizationType === 'paravirtual' && virtualizationType === 'hvm')
+    p.problems.push(
+      "'output-virtualization-type' paravirtual needs a paravirtual source: an hvm image cannot be made paravirtual"
+    )
+  if (virtualizationType === 'paravirtual' && outputVirtualizationType !== 'hvm') {
     if (bootMode !== undefined) p.problems.push("'boot-mode' applies only to 'virtualization-type: hvm'")
     if (
       rootDeviceName !== undefined &&
@@ -601,7 +626,7 @@ export function readSettings(
         p.forbid(name, "in mode 'bundle': no helper is used")
       for (const name of ['convert-on', 'upload-concurrency'])
         p.forbid(name, "in mode 'bundle': nothing is converted")
-      for (const name of ['volume-size', 'kms-key-id', 'boot-mode'])
+      for (const name of ['volume-size', 'kms-key-id', 'boot-mode', 'output-virtualization-type'])
         p.forbid(name, "in mode 'bundle': no EBS volume or EBS AMI is made")
     }
     if (verifyBoot && mode === 'bundle')
@@ -653,7 +678,14 @@ export function readSettings(
       ifExists: ifBundleExists,
       keep: keepBundle
     },
-    image: { virtualizationType, rootDeviceName, architecture, kernelId, ramdiskId },
+    image: {
+      virtualizationType,
+      outputVirtualizationType,
+      rootDeviceName,
+      architecture,
+      kernelId,
+      ramdiskId
+    },
     ami: {
       name: amiName,
       description: description === '' ? undefined : description,

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
 import {
   CancelCommandCommand,
   GetCommandInvocationCommand,
@@ -55,8 +56,26 @@ describe('buildCommand', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
-    expect(text).toContain('cat > "$d/common.sh" <<\'I2E_EOF_common_sh\'')
-    expect(text).toContain('::result %s=%s')
+    expect(text).toContain('base64 -d <<\'I2E_EOF_common_sh\' | gunzip -c > "$d/common.sh"')
+    // What the instance unpacks is the script itself, byte for byte.
+    const packed = /<<'I2E_EOF_common_sh'[^\n]*\n([\s\S]*?)\nI2E_EOF_common_sh\n/.exec(text)?.[1] ?? ''
+    const unpacked = gunzipSync(Buffer.from(packed.replace(/\n/g, ''), 'base64')).toString('utf8')
+    expect(unpacked).toContain('::result %s=%s')
+    expect(unpacked).toBe(scripts['common.sh']())
+  })
+})
+
+describe('command size', () => {
+  // SendCommand may answer MaxDocumentSizeExceeded: "The size limit of a document is 64 KB"
+  // (SSM API reference, SendCommand errors). The command text carries the scripts whole.
+  it.each(['convert.sh', 'bundle.sh'] as const)('%s with its companions stays under 64 KB', (script) => {
+    const text = buildCommand(script, [
+      '--manifest',
+      's3://bucket/prefix/image.manifest.xml',
+      '--output-virtualization-type',
+      'hvm'
+    ])
+    expect(Buffer.byteLength(text)).toBeLessThan(64 * 1024)
   })
 })
 
@@ -210,7 +229,7 @@ describe('scripts', () => {
     const text = buildCommand(script, [])
     const sourced = [...scripts[script]().matchAll(/\/([a-z-]+\.sh)"?\s*$/gm)].map((m) => m[1] as string)
     for (const file of [...companions[script], ...sourced.filter((f) => f in scripts)])
-      expect(text).toContain(`cat > "$d/${file}"`)
+      expect(text).toContain(`| gunzip -c > "$d/${file}"`)
   })
 })
 

@@ -96,7 +96,50 @@ describe('bootsOn', () => {
     [hvm, /unknown/],
     [{ ...hvm, architecture: 'i386' }, /no Nitro family runs i386/],
     [{ ...hvm, architecture: 'arm64', initramfs_nvme: 'yes', initramfs_ena: 'yes' }, /^hvm, arm64: Graviton/],
-    [{ ...hvm, architecture: 'arm64', initramfs_nvme: 'no' }, /lacks the NVMe and ENA drivers/]
+    [{ ...hvm, architecture: 'arm64', initramfs_nvme: 'no' }, /lacks the NVMe and ENA drivers/],
+    // Converted from paravirtual: to-hvm.sh's driver check decides, family by family.
+    [
+      {
+        ...hvm,
+        hvm_families: 'xen,nitro',
+        hvm_xen_disk_driver: 'xen-blkfront (built-in)',
+        hvm_nvme: 'built-in',
+        hvm_ena: 'module',
+        'ENA support': 'true'
+      },
+      /^hvm, converted from paravirtual: Xen hvm families such as t2, m4, c4 \(disk driver xen-blkfront \(built-in\)\); Nitro families such as t3/
+    ],
+    [
+      {
+        ...hvm,
+        hvm_families: 'xen',
+        hvm_xen_disk_driver: 'ata_piix (built-in)',
+        hvm_nvme: 'no',
+        hvm_ena: 'no'
+      },
+      /Xen hvm families .*ata_piix.*; not Nitro families \(they need nvme at boot and ena: nvme no, ena no\)/
+    ],
+    [
+      {
+        ...hvm,
+        hvm_families: 'nitro',
+        hvm_xen_disk_driver: 'no',
+        hvm_nvme: 'initramfs',
+        hvm_ena: 'built-in'
+      },
+      /not Xen hvm families .*; Nitro families/
+    ],
+    [
+      {
+        ...hvm,
+        hvm_families: 'xen,nitro',
+        hvm_xen_disk_driver: 'xen-blkfront (initramfs)',
+        hvm_nvme: 'initramfs',
+        hvm_ena: 'module',
+        'ENA support': 'false'
+      },
+      /not Nitro families .*registered without ENA support/
+    ]
   ])('%j', (facts, expected) => {
     const text = bootsOn(facts as Record<string, string>)
     if (expected === undefined) expect(text).toBeUndefined()

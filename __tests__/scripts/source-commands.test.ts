@@ -61,8 +61,8 @@ const TABLE: Record<string, Row> = {
   },
   epmd: { flags: ['-daemon'], why: "Erlang's port mapper, only when the user names epmd in stop-services" },
   grep: {
-    flags: ['-E', '-v', '-iE', '-q', '-rl', '--include', '-qiE', '-o'],
-    why: 'grep 2.10: -E, -o, -r with --include (since 2.5.2), no -P'
+    flags: ['-E', '-v', '-iE', '-q', '-rl', '--include', '-qiE', '-o', '-vxF'],
+    why: 'grep 2.10: -E, -o, -r with --include (since 2.5.2), no -P; -v -x -F are POSIX (the undo journal)'
   },
   grub: { flags: ['--version'], why: 'grub-legacy 0.97 (grub-legacy-ec2), probed for hvm only' },
   head: { flags: ['-n'], why: 'coreutils 8.13' },
@@ -70,6 +70,7 @@ const TABLE: Record<string, Row> = {
   id: { flags: ['-u'], why: 'coreutils 8.13' },
   mkdir: { flags: ['-p'], why: 'coreutils 8.13' },
   mktemp: { flags: ['-d'], why: 'coreutils 8.13: -d with a XXXXXX template' },
+  mv: { flags: ['-f'], why: 'coreutils 8.13: POSIX -f (the undo journal is rewritten, then renamed)' },
   pgrep: { flags: ['-x'], why: 'procps 3.2.8' },
   pkill: { flags: ['-x'], why: 'procps 3.2.8' },
   rm: { flags: ['-f', '-rf'], why: 'coreutils 8.13' },

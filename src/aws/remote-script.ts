@@ -8,6 +8,7 @@
 // recorded in the ledger before the command is sent; unless the command succeeds, the step's
 // unwinding (or the post step) sends cleanup.sh, which undoes what the journal still lists.
 import { randomUUID } from 'node:crypto'
+import { gzipSync } from 'node:zlib'
 import {
   CancelCommandCommand,
   GetCommandInvocationCommand,
@@ -99,11 +100,19 @@ export function buildCommand(script: EntryScript, args: string[], journal?: stri
   lines.push('d=$(mktemp -d /tmp/instance-to-ebs.XXXXXX) || exit 1')
   if (journal) lines.push('echo "dir $d" >> "$I2E_JOURNAL"')
   lines.push(`trap 'rm -rf "$d"' EXIT`)
+  // The scripts travel gzip'd and base64'd: as plain text convert.sh and its companions pass the
+  // SendCommand document limit ("The size limit of a document is 64 KB", MaxDocumentSizeExceeded).
+  // base64 -d (coreutils since 6.0) and gunzip are on every target, Ubuntu 12.04 included. Under
+  // dash there is no pipefail: an empty file is the sign that decoding failed.
   for (const name of files) {
-    const body = scripts[name]()
+    const packed = gzipSync(scripts[name](), { level: 9 }).toString('base64')
     const marker = `I2E_EOF_${name.replace(/\W/g, '_')}`
-    if (body.includes(marker)) throw new Error(`${name} contains its own heredoc marker ${marker}`)
-    lines.push(`cat > "$d/${name}" <<'${marker}'`, body.replace(/\n$/, ''), marker)
+    lines.push(
+      `base64 -d <<'${marker}' | gunzip -c > "$d/${name}"`,
+      ...(packed.match(/.{1,76}/g) ?? []),
+      marker,
+      `[ -s "$d/${name}" ] || { echo "::fail could not unpack ${name} (base64, gunzip)"; exit 1; }`
+    )
   }
   lines.push(`bash "$d/${script}" ${args.map(shellQuote).join(' ')}`)
   return `${lines.join('\n')}\n`

@@ -133,6 +133,9 @@ const IMAGE_FACTS: [key: string, label: string][] = [
   ['initramfs_nvme', 'NVMe driver in the image'],
   ['initramfs_ena', 'ENA driver in the image'],
   ['initramfs_note', 'driver check'],
+  ['converted from', 'converted from'],
+  ['hvm_kernel', 'kernel GRUB 2 boots'],
+  ['hvm_root', 'kernel root='],
   ['filesystem', 'root filesystem']
 ]
 
@@ -141,7 +144,8 @@ export function bootsOn(facts: Record<string, string>): string | undefined {
   const virtualization = facts['virtualization type']
   if (!virtualization) return undefined
   if (virtualization === 'paravirtual')
-    return 'Paravirtual: only previous-generation families that still offer PV (m1, m2, m3, c1, c3, t1, hs1). Modern families need an hvm image.'
+    return 'Paravirtual: only previous-generation families that still offer PV (m1, m2, m3, c1, c3, t1, hs1). Modern families need an hvm image (output-virtualization-type: hvm).'
+  if (facts.hvm_families !== undefined) return convertedBootsOn(facts)
   const nvme = facts.initramfs_nvme
   const ena = facts.initramfs_ena
   const drivers =
@@ -164,6 +168,23 @@ export function bootsOn(facts: Record<string, string>): string | undefined {
   if (drivers === 'unknown')
     return 'hvm: Xen families such as t2, m4, c4. Whether Nitro families (t3, m5, c5…) can boot it is unknown: the image was not checked for NVMe and ENA drivers, or its initramfs could not be read.'
   return `hvm, ${drivers} driver: Xen families such as t2, m4, c4 only; Nitro families (t3, m5, c5…) need both NVMe and ENA drivers in the initramfs.`
+}
+
+/** A paravirtual image made hvm: the verdict of to-hvm.sh's driver check, family by family. */
+function convertedBootsOn(facts: Record<string, string>): string {
+  const families = (facts.hvm_families ?? '').split(',')
+  const xen = families.includes('xen')
+  const nitro = families.includes('nitro') && facts['ENA support'] !== 'false'
+  const disk = facts.hvm_xen_disk_driver ?? 'unknown'
+  const parts = [
+    xen
+      ? `Xen hvm families such as t2, m4, c4 (disk driver ${disk})`
+      : 'not Xen hvm families (no xen-blkfront or ata_piix at boot)',
+    nitro
+      ? `Nitro families such as t3, m5, c5, m6i, m7i (nvme ${facts.hvm_nvme}, ena ${facts.hvm_ena})`
+      : `not Nitro families (they need nvme at boot and ena: nvme ${facts.hvm_nvme ?? 'unknown'}, ena ${facts.hvm_ena ?? 'unknown'}${families.includes('nitro') ? ', and the AMI is registered without ENA support' : ''})`
+  ]
+  return `hvm, converted from paravirtual: ${parts.join('; ')}.`
 }
 
 function imageSection(facts: Record<string, string>): string | undefined {

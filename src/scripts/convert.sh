@@ -6,7 +6,14 @@
 #   convert.sh --manifest FILE|s3://bucket/key/x.manifest.xml [--parts DIR|s3://bucket/prefix/]
 #              --key FILE | --key-parameter NAME       (SSM SecureString holding the PEM key)
 #              --target FILE|BLOCK_DEVICE | --volume-id vol-... [--device /dev/sdf]
-#              [--region REGION] [--no-finalize] [--write-zeros]
+#              [--region REGION] [--no-finalize | --finalize] [--write-zeros]
+#              [--output-virtualization-type hvm|paravirtual]
+#   convert.sh --help
+#
+# --output-virtualization-type hvm makes a paravirtual image (a bare filesystem) an hvm disk:
+# MBR with one bootable partition from sector 2048, the filesystem streamed into it, GRUB 2 in
+# the MBR booting menu.lst's default kernel, fstab's root by UUID (to-hvm.sh). A file target is
+# finalized too then (as with --finalize), so that it is a bootable disk image.
 #
 # The bundle is streamed, never copied: parts in manifest order (names from the manifest
 # only, each one's SHA-1 checked as it passes) | AES-128-CBC decrypt | gunzip | SHA-1 of the
@@ -26,14 +33,17 @@
 #
 # Block-device targets are then finalized (unless --no-finalize): partition table re-read,
 # root filesystem found and checked (fsck -n), mounted in a private directory, instance-store
-# entries removed from /etc/fstab (backup kept, diff printed), facts reported.
+# entries removed from /etc/fstab (backup kept, diff printed), facts reported. A FILE target is
+# NOT finalized (it is left exactly as bundled, so it does not boot as is) unless --finalize is
+# given: then, as root, it is attached as a loop device and finalized like a volume.
 #
 # Result lines (stdout, see common.sh): target, image_bytes (size of the rebuilt image),
 # bytes_written (bytes actually written to the target; the rest were holes, left as they were),
 # digest=ok, and when finalizing partition_table, root_partition, root_partition_offset_bytes,
 # filesystem, filesystem_label, filesystem_uuid, kernel_version, bootloader_config,
 # bootloader_kernel, initramfs, initramfs_nvme, initramfs_ena, initramfs_note,
-# fstab_removed, fstab_backup. One file on purpose: the action ships it with common.sh only.
+# fstab_removed, fstab_backup, and the hvm_* lines of to-hvm.sh. The action ships it with
+# common.sh and to-hvm.sh.
 #
 # Test hooks (environment): I2E_SYS_ROOT (/sys), I2E_BYID_DIR (/dev/disk/by-id), I2E_DEV_DIR
 # (/dev, for --device names), I2E_DEVICE_WAIT_SECONDS (60),
@@ -42,20 +52,22 @@
 set -euo pipefail
 # shellcheck source=common.sh disable=SC1091 # checked on its own; shellcheck -x follows it
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=to-hvm.sh disable=SC1091
+. "$(dirname "${BASH_SOURCE[0]}")/to-hvm.sh"
 umask 077
 
 # ---------------------------------------------------------------- arguments
 
 manifest_arg='' parts_arg='' key_arg='' key_param='' target_arg='' volume_id='' device_arg=''
-region='' finalize=1 write_zeros=0
+region='' finalize=1 finalize_file=0 write_zeros=0 output_type=''
 
 usage_fail() {
-  fail "$1 (usage: convert.sh --manifest FILE|s3://... [--parts DIR|s3://.../] --key FILE|--key-parameter NAME --target FILE|DEVICE|--volume-id vol-... [--device /dev/sdX] [--region R] [--no-finalize] [--write-zeros])" 2
+  fail "$1 (usage: convert.sh --manifest FILE|s3://... [--parts DIR|s3://.../] --key FILE|--key-parameter NAME --target FILE|DEVICE|--volume-id vol-... [--device /dev/sdX] [--region R] [--no-finalize|--finalize] [--write-zeros] [--output-virtualization-type hvm|paravirtual]; --help)" 2
 }
 
 while (($#)); do
   case $1 in
-  --manifest | --parts | --key | --key-parameter | --target | --volume-id | --device | --region)
+  --manifest | --parts | --key | --key-parameter | --target | --volume-id | --device | --region | --output-virtualization-type)
     if (($# < 2)) || [[ -z $2 ]]; then usage_fail "option $1 needs a value"; fi
     case $1 in
     --manifest) manifest_arg=$2 ;;
@@ -66,22 +78,33 @@ while (($#)); do
     --volume-id) volume_id=$2 ;;
     --device) device_arg=$2 ;;
     --region) region=$2 ;;
+    --output-virtualization-type) output_type=$2 ;;
     esac
     shift 2
     ;;
   --no-finalize) finalize=0 && shift ;;
+  --finalize) finalize_file=1 && shift ;;
+  --help | -h)
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+    exit 0
+    ;;
   --write-zeros) write_zeros=1 && shift ;;
   *) usage_fail "unknown argument '$1'" ;;
   esac
 done
 
 [[ -n $manifest_arg ]] || usage_fail "--manifest is required"
+((finalize || !finalize_file)) || usage_fail "give only one of --finalize and --no-finalize"
 [[ -n $key_arg || -n $key_param ]] || usage_fail "--key or --key-parameter is required"
 [[ -z $key_arg || -z $key_param ]] || usage_fail "give only one of --key and --key-parameter"
 [[ -n $target_arg || -n $volume_id ]] || usage_fail "--target or --volume-id is required"
 [[ -z $target_arg || -z $volume_id ]] || usage_fail "give only one of --target and --volume-id"
 [[ -z $volume_id || $volume_id =~ ^vol-[0-9a-f]{8,17}$ ]] || usage_fail "--volume-id '$volume_id' is not a volume id (vol-0123456789abcdef0)"
 [[ -z $device_arg || $device_arg =~ ^/dev/(sd|xvd)[a-z]{1,2}$ ]] || usage_fail "--device '$device_arg' is not a device name like /dev/sdf"
+[[ -z $output_type || $output_type =~ ^(hvm|paravirtual)$ ]] || usage_fail "--output-virtualization-type '$output_type' is not hvm or paravirtual"
+to_hvm=0
+[[ $output_type != hvm ]] || to_hvm=1
+((!to_hvm || finalize)) || usage_fail "--output-virtualization-type hvm installs a boot loader: it cannot be combined with --no-finalize"
 
 # ---------------------------------------------------------------- private work dir, cleanup
 
@@ -129,6 +152,7 @@ aws_cli() {
 }
 
 require_cmd openssl gzip tar dd sha1sum tee mkfifo sed grep truncate
+((!to_hvm)) || hvm_require_tools # before anything is read or written
 if [[ -n $key_param || $manifest_arg == s3://* || $parts_arg == s3://* ]] && ! command -v aws >/dev/null 2>&1; then
   fail "the aws CLI is not installed on $(hostname 2>/dev/null || echo this machine) but is needed to read S3/SSM: install the package 'awscli' (dnf install -y awscli, or apt-get install -y awscli), or use a helper AMI that has it"
 fi
@@ -378,8 +402,10 @@ if ((target_is_device)); then
   [[ ! -e ${holders[0]} ]] || fail "target $target is in use by ${holders[0]##*/} (device-mapper, RAID or swap): give a new empty volume"
   ! grep -q "^${target}[[:space:]]" /proc/swaps 2>/dev/null || fail "target $target is a swap device in use"
   device_size=$(blockdev --getsize64 "$target")
-  ((device_size >= image_size)) ||
-    fail "target $target is too small: $device_size bytes, the image needs $image_size ($(((image_size + 1073741823) / 1073741824)) GiB): attach a larger volume"
+  # shellcheck disable=SC2154 # from to-hvm.sh
+  needed=$((image_size + to_hvm * hvm_partition_offset))
+  ((device_size >= needed)) ||
+    fail "target $target is too small: $device_size bytes, the image needs $needed ($(((needed + 1073741823) / 1073741824)) GiB): attach a larger volume"
   if ((!write_zeros)); then
     # Holes are not written, so the device must read zeros: refuse one that visibly holds data.
     step=$((device_size / 16 / 65536 * 65536))
@@ -395,9 +421,15 @@ if ((target_is_device)); then
 else
   # A file is made to read zeros: cut to nothing, then extended (sparsely) to the image size.
   truncate -s 0 "$target" 2>"$work/truncate.err" || fail "cannot create target file $target: $(first_line "$work/truncate.err")"
-  truncate -s "$image_size" "$target"
+  truncate -s $((image_size + to_hvm * hvm_partition_offset)) "$target"
 fi
 result target "$target"
+stream_target=$target
+if ((to_hvm)); then
+  hvm_partition "$target" "$image_size"
+  loops+=("$hvm_loop")
+  stream_target=$hvm_loop
+fi
 
 # ---------------------------------------------------------------- the stream
 
@@ -515,7 +547,7 @@ record_written() {
 # the bundler recorded) instead of writing zeros. What follows the member is drained so that
 # the digest covers the whole stream.
 untar_onto_target() {
-  "${tar_list[@]}" 1<>"$target" 2>"$work/tar.err" || exit $?
+  "${tar_list[@]}" 1<>"$stream_target" 2>"$work/tar.err" || exit $?
   record_written "$work/tar.index" "$work/tar.err"
   cat >/dev/null
 }
@@ -526,7 +558,7 @@ untar_to_stdout() {
   cat >/dev/null
 }
 write_every_block() {
-  dd of="$target" bs=65536 iflag=fullblock conv=notrunc 2>"$work/dd.err" || exit $?
+  dd of="$stream_target" bs=65536 iflag=fullblock conv=notrunc 2>"$work/dd.err" || exit $?
   record_written "$work/dd.err"
 }
 
@@ -566,7 +598,11 @@ for i in "${!status[@]}"; do
   ((status[i] == 0)) || fail "the ${stage_names[i]} stage was interrupted (exit ${status[i]})"
 done
 [[ -s $work/tar.index ]] || fail "tar found no '$image_name' in the bundle: the manifest does not belong to these parts"
-sync "$target" 2>/dev/null || sync
+sync "$stream_target" 2>/dev/null || sync
+if ((to_hvm)); then
+  losetup -d "$hvm_loop" 2>/dev/null || progress "warning: could not detach $hvm_loop"
+  loops=()
+fi
 
 stream_digest=$(cut -d' ' -f1 "$work/tar.sha1")
 [[ $stream_digest == "$image_digest" ]] ||
@@ -578,7 +614,7 @@ image_bytes=$(awk 'NR == 1 { print $3 }' "$work/tar.index")
   fail "the manifest's image size $image_size differs from the image in the bundle ($image_bytes bytes): the manifest does not belong to these parts"
 if ((!target_is_device)); then
   actual=$(stat -c %s "$target")
-  ((actual == image_size)) || fail "target file $target is $actual bytes after writing, expected $image_size"
+  ((actual == image_size + to_hvm * hvm_partition_offset)) || fail "target file $target is $actual bytes after writing, expected $((image_size + to_hvm * hvm_partition_offset))"
 fi
 bytes_written=$(<"$work/written")
 elapsed=$((SECONDS - started))
@@ -587,6 +623,21 @@ result bytes_written "$bytes_written"
 result digest ok
 progress "image rebuilt: $((image_bytes / 1048576)) MiB, of which $((bytes_written / 1048576)) MiB written (the rest: holes left unwritten), in ${elapsed}s"
 
+((!to_hvm)) || hvm_check_filesystem "$target"
+((!to_hvm)) || finalize_file=1 # an hvm disk needs its boot loader, also in a file
+if ((finalize && finalize_file && !target_is_device)); then
+  # --finalize on a file: finalize it through a loop device (partition nodes scanned), as a volume.
+  [[ $(id -u) -eq 0 ]] || fail "--finalize on the file $target needs root (it is attached as a loop device); the image was written but not finalized"
+  require_cmd losetup
+  file_target=$target
+  target=$(losetup -f --show -P "$file_target" 2>"$work/losetup.err") ||
+    fail "cannot attach $file_target as a loop device to finalize it: $(first_line "$work/losetup.err")"
+  loops+=("$target")
+  target_is_device=1
+  progress "finalizing the file $file_target through $target"
+elif ((finalize && !target_is_device)); then
+  progress "note: the file $target is not finalized (no fstab tidy, fsck or facts; it may not boot as is): add --finalize (as root) to finalize it"
+fi
 ((finalize && target_is_device)) || exit 0
 
 # ---------------------------------------------------------------- finalize: find the root filesystem
@@ -666,6 +717,9 @@ progress "${fsck_cmd[*]}: clean ($(tail -n 1 "$work/fsck.out"))"
 result filesystem "$root_type"
 result filesystem_label "$(blkid -p -o value -s LABEL "$root_node" 2>/dev/null || true)"
 result filesystem_uuid "$(blkid -p -o value -s UUID "$root_node" 2>/dev/null || true)"
+if ((to_hvm)) && [[ $partition_table != mbr || $root_number != 1 ]]; then
+  fail "the image is not a bare filesystem (partition table $partition_table, root partition ${root_number:-none}): only a paravirtual image can be made hvm"
+fi
 
 mount_dir=$(mktemp -d "${TMPDIR:-/tmp}/i2e-root.XXXXXX")
 journal_add "mount $mount_dir"
@@ -792,9 +846,14 @@ else
 fi
 result fstab_removed "$removed"
 result fstab_backup "$fstab_backup"
+if ((to_hvm)); then
+  hvm_prepare "$mount_dir" "$(blkid -p -o value -s UUID "$root_node" 2>/dev/null || true)" \
+    "$(blkid -p -o value -s LABEL "$root_node" 2>/dev/null || true)" "$root_type" "$(sfdisk --disk-id "$target")"
+fi
 
 sync
 umount "$mount_dir" 2>"$work/umount.err" || fail "cannot unmount $mount_dir: $(first_line "$work/umount.err")"
 rmdir "$mount_dir"
 mount_dir=''
+((!to_hvm)) || hvm_install_loader "$target"
 progress "finalized $target"

@@ -87,6 +87,7 @@ describe('image facts', () => {
     expect(deriveImageFacts(settings(), source)).toEqual({
       architecture: 'x86_64',
       virtualizationType: 'hvm',
+      toHvm: false,
       rootDeviceName: '/dev/sda1',
       kernelId: undefined,
       ramdiskId: undefined,
@@ -116,8 +117,46 @@ describe('image facts', () => {
       bootMode: undefined
     })
     expect(() => deriveImageFacts(settings(), pv)).toThrow(
-      "A paravirtual AMI boots through a kernel image and source AMI ami-1 names none; set 'kernel-id' to a PV-GRUB hd0 AKI of the region"
+      "A paravirtual AMI boots through a kernel image and source AMI ami-1 names none; set 'kernel-id' to a PV-GRUB hd0 AKI of the region, or 'output-virtualization-type: hvm'"
     )
+  })
+
+  it('paravirtual in, hvm out: no kernel or ramdisk, legacy BIOS, root /dev/sda1 or /dev/xvda', () => {
+    const pv = {
+      ImageId: 'ami-1',
+      Architecture: 'x86_64' as const,
+      VirtualizationType: 'paravirtual' as const,
+      KernelId: 'aki-5c21674b',
+      RamdiskId: 'ari-1',
+      RootDeviceName: '/dev/sda1',
+      EnaSupport: true
+    }
+    const hvm = settings({ 'output-virtualization-type': 'hvm' })
+    expect(deriveImageFacts(hvm, pv)).toEqual({
+      architecture: 'x86_64',
+      virtualizationType: 'hvm',
+      toHvm: true,
+      rootDeviceName: '/dev/sda1',
+      bootMode: 'legacy-bios',
+      enaSupport: undefined, // decided by the drivers the image turns out to have
+      sriovNetSupport: undefined
+    })
+    expect(deriveImageFacts(hvm, { ...pv, RootDeviceName: '/dev/sda' }).rootDeviceName).toBe('/dev/xvda')
+    expect(
+      deriveImageFacts(settings({ 'output-virtualization-type': 'hvm', 'root-device-name': '/dev/xvda' }), pv)
+        .rootDeviceName
+    ).toBe('/dev/xvda')
+    // Without the input the result stays paravirtual; an hvm source cannot become paravirtual.
+    expect(deriveImageFacts(settings(), pv)).toMatchObject({
+      virtualizationType: 'paravirtual',
+      toHvm: false
+    })
+    expect(() =>
+      deriveImageFacts(settings({ 'output-virtualization-type': 'paravirtual' }), {
+        ...pv,
+        VirtualizationType: 'hvm'
+      })
+    ).toThrow(/an hvm image cannot be made paravirtual/)
   })
 
   it('refuses an architecture EC2 cannot register', () => {

@@ -9,6 +9,7 @@ import {
   FakeAccount,
   HELPER,
   MANIFEST_KEY,
+  MANIFEST_XML,
   mockAccount,
   SOURCE_AMI
 } from '../../__fixtures__/aws-account.js'
@@ -82,6 +83,81 @@ describe('convert variants', () => {
     expect(register).toMatchObject({ VirtualizationType: 'paravirtual', KernelId: 'aki-5c21674b' })
     expect(register?.BootMode).toBeUndefined()
     expect(register?.RamdiskId).toBeUndefined()
+  })
+
+  describe('paravirtual in, hvm out (output-virtualization-type: hvm)', () => {
+    const makePv = () => {
+      const source = account.images.get(SOURCE_AMI)?.value
+      if (source)
+        Object.assign(source, {
+          VirtualizationType: 'paravirtual',
+          KernelId: 'aki-5c21674b',
+          RamdiskId: 'ari-0123abcd',
+          RootDeviceName: '/dev/sda1',
+          EnaSupport: false,
+          BootMode: undefined
+        })
+    }
+    const reportEna = (ena: string) => {
+      account.commandOutcome = {
+        ...account.commandOutcome,
+        StandardOutputContent: `${account.commandOutcome.StandardOutputContent}::result hvm_families=xen${ena === 'no' ? '' : ',nitro'}\n::result hvm_nvme=initramfs\n::result hvm_ena=${ena}\n`
+      }
+    }
+
+    it('registers hvm without kernel or ramdisk, legacy BIOS, the volume 1 MiB larger than the image, ENA as the image has it', async () => {
+      makePv()
+      reportEna('module')
+      // An image of exactly 1 GiB: with the partition 1 MiB in, it needs a 2 GiB volume.
+      account.objects.set(
+        `${BUCKET}/${MANIFEST_KEY}`,
+        MANIFEST_XML.replace('<size>67108864</size>', '<size>1073741824</size>')
+      )
+      const { result, ctx } = await runConvert({ ...convertWithHelper, 'output-virtualization-type': 'hvm' })
+      expect(result.error).toBeUndefined()
+      const register = account.callsOf('RegisterImage').find((i) => !i.DryRun)
+      expect(register).toMatchObject({
+        VirtualizationType: 'hvm',
+        RootDeviceName: '/dev/sda1',
+        BootMode: 'legacy-bios',
+        EnaSupport: true
+      })
+      expect(register).not.toHaveProperty('KernelId', expect.anything())
+      expect(register).not.toHaveProperty('RamdiskId', expect.anything())
+      expect(register?.BlockDeviceMappings?.[0]?.DeviceName).toBe('/dev/sda1')
+      const command = account.callsOf('SendCommand')[0]?.Parameters.commands[0]
+      expect(command).toContain("'--output-virtualization-type' 'hvm'")
+      expect(command).toContain('to-hvm.sh') // shipped beside convert.sh
+      expect(account.callsOf('CreateVolume').find((i) => !i.DryRun)?.Size).toBe(2)
+      expect(ctx.facts['virtualization type']).toBe('hvm')
+    })
+
+    it('registers without ENA support when the kernel has no ena driver, at the root device asked for', async () => {
+      makePv()
+      reportEna('no')
+      const { result } = await runConvert({
+        ...convertWithHelper,
+        'output-virtualization-type': 'hvm',
+        'root-device-name': '/dev/xvda'
+      })
+      expect(result.error).toBeUndefined()
+      const register = account.callsOf('RegisterImage').find((i) => !i.DryRun)
+      expect(register).toMatchObject({
+        VirtualizationType: 'hvm',
+        RootDeviceName: '/dev/xvda',
+        EnaSupport: false
+      })
+      expect(register?.BlockDeviceMappings?.[0]?.DeviceName).toBe('/dev/xvda')
+    })
+
+    it('an hvm source with output paravirtual is refused before anything is made', async () => {
+      const { result } = await runConvert({
+        ...convertWithHelper,
+        'output-virtualization-type': 'paravirtual'
+      })
+      expect((result.error as Error).message).toMatch(/is hvm, and an hvm image cannot be made paravirtual/)
+      expect(account.created).toEqual([])
+    })
   })
 
   it('attaches at the first free device name', async () => {

@@ -9,6 +9,19 @@ import { convertState, type ImageFacts } from './state.js'
 
 const ARCHITECTURES: readonly string[] = ['x86_64', 'i386', 'arm64']
 
+/** The source's virtualization type (input, else the source AMI's), when known. */
+export function sourceVirtualizationType(settings: Settings, source: Image | undefined): string | undefined {
+  return settings.image.virtualizationType ?? source?.VirtualizationType
+}
+
+/** A paravirtual source that comes out hvm (output-virtualization-type: hvm). */
+export const convertsToHvm = (settings: Settings, source: Image | undefined): boolean =>
+  settings.image.outputVirtualizationType === 'hvm' &&
+  sourceVirtualizationType(settings, source) === 'paravirtual'
+
+// "HVM: Differs by AMI /dev/sda1 or /dev/xvda" (EC2 User Guide, device naming on Linux instances).
+const HVM_ROOT_DEVICES = ['/dev/sda1', '/dev/xvda']
+
 export function deriveImageFacts(settings: Settings, source: Image | undefined): ImageFacts {
   const { image, ami } = settings
   const what = source?.ImageId ? `source AMI ${source.ImageId}` : 'the manifest'
@@ -17,22 +30,47 @@ export function deriveImageFacts(settings: Settings, source: Image | undefined):
     throw new Error(
       `The architecture of ${what} is '${architecture ?? 'unknown'}'; set 'architecture' (x86_64, i386 or arm64)`
     )
-  const virtualizationType = image.virtualizationType ?? source?.VirtualizationType
-  if (virtualizationType !== 'hvm' && virtualizationType !== 'paravirtual')
+  const sourceType = sourceVirtualizationType(settings, source)
+  if (sourceType !== 'hvm' && sourceType !== 'paravirtual')
     throw new Error(
       `The virtualization type of ${what} is unknown; set 'virtualization-type' (hvm or paravirtual)`
     )
+  if (sourceType === 'hvm' && image.outputVirtualizationType === 'paravirtual')
+    throw new Error(
+      `${what} is hvm, and an hvm image cannot be made paravirtual; leave 'output-virtualization-type' empty or set it to hvm`
+    )
+  const toHvm = convertsToHvm(settings, source)
+  if (toHvm) {
+    if (architecture === 'arm64')
+      throw new Error(`${what} is arm64 and paravirtual: no such AMI boots; nothing to make hvm`)
+    const sourceRoot = source?.RootDeviceName
+    return {
+      architecture: architecture as Architecture,
+      virtualizationType: 'hvm',
+      toHvm,
+      rootDeviceName:
+        image.rootDeviceName ??
+        (sourceRoot && HVM_ROOT_DEVICES.includes(sourceRoot) ? sourceRoot : '/dev/xvda'),
+      // No kernel or ramdisk: the volume boots through its own boot loader, GRUB 2 for BIOS.
+      bootMode: 'legacy-bios',
+      // Decided by the drivers the image has (write image), unless ena-support says.
+      enaSupport: ami.enaSupport,
+      sriovNetSupport: ami.sriovNetSupport ?? source?.SriovNetSupport
+    }
+  }
+  const virtualizationType = sourceType
   const paravirtual = virtualizationType === 'paravirtual'
   const kernelId = paravirtual ? (image.kernelId ?? source?.KernelId) : undefined
   if (paravirtual && !kernelId)
     throw new Error(
-      `A paravirtual AMI boots through a kernel image and ${what} names none; set 'kernel-id' to a PV-GRUB hd0 AKI of the region`
+      `A paravirtual AMI boots through a kernel image and ${what} names none; set 'kernel-id' to a PV-GRUB hd0 AKI of the region, or 'output-virtualization-type: hvm'`
     )
   const bootMode =
     virtualizationType === 'hvm' ? (ami.bootMode ?? (source?.BootMode as BootMode | undefined)) : undefined
   return {
     architecture: architecture as Architecture,
     virtualizationType: virtualizationType as VirtualizationType,
+    toHvm: false,
     rootDeviceName: image.rootDeviceName ?? source?.RootDeviceName ?? '/dev/sda1',
     kernelId,
     ramdiskId: paravirtual ? (image.ramdiskId ?? source?.RamdiskId) : undefined,
@@ -52,6 +90,7 @@ export const imageFactsStep: Step<RunContext> = {
     const shown: [string, string | undefined][] = [
       ['architecture', f.architecture],
       ['virtualization type', f.virtualizationType],
+      ['converted from', f.toHvm ? 'paravirtual (partitioned, GRUB 2 installed)' : undefined],
       ['root device', f.rootDeviceName],
       ['kernel', f.kernelId],
       ['ramdisk', f.ramdiskId],
@@ -64,7 +103,11 @@ export const imageFactsStep: Step<RunContext> = {
       ctx.facts[k] = v
       ctx.log.info(`${k}: ${v}`)
     }
-    if (f.virtualizationType === 'hvm' && f.enaSupport !== true)
+    if (f.toHvm)
+      ctx.log.info(
+        'paravirtual in, hvm out: the helper partitions the volume and installs GRUB 2; ENA support follows the drivers the image turns out to have'
+      )
+    else if (f.virtualizationType === 'hvm' && f.enaSupport !== true)
       ctx.log.info(
         'ENA support is off: the AMI will not launch on current (Nitro) instance types; set ena-support: true if its kernel has the ena driver'
       )

@@ -9,7 +9,8 @@ import { provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
-import { convertState, GiB, RUN_TAG } from './state.js'
+import { convertsToHvm } from './image-facts.js'
+import { convertState, GiB, HVM_PARTITION_OFFSET, RUN_TAG } from './state.js'
 
 const parses = (pem: string | undefined): pem is string => {
   if (!pem) return false
@@ -169,11 +170,14 @@ export const preflightSourceStep: Step<RunContext> = {
     if (settings.convertOn === 'helper' && parsed.xml)
       checkSignatureOnRunner(ctx, parsed.xml, s3Url(manifest))
     s.imageBytes = parsed.imageBytes
-    const needed = Math.max(1, Math.ceil(parsed.imageBytes / GiB))
+    // A paravirtual image made hvm goes into a partition that starts 1 MiB into the volume.
+    const partitioned = convertsToHvm(settings, s.sourceImage)
+    const diskBytes = parsed.imageBytes + (partitioned ? HVM_PARTITION_OFFSET : 0)
+    const needed = Math.max(1, Math.ceil(diskBytes / GiB))
     const asked = settings.ami.volumeSizeGiB
     if (asked !== undefined && asked < needed)
       throw new Error(
-        `'volume-size' ${asked} GiB is smaller than the image (${parsed.imageBytes} bytes = ${needed} GiB); set it to ${needed} or more, or leave it empty`
+        `'volume-size' ${asked} GiB is smaller than the image (${parsed.imageBytes} bytes${partitioned ? ' after a 1 MiB partition offset' : ''} = ${needed} GiB); set it to ${needed} or more, or leave it empty`
       )
     s.volumeSizeGiB = Math.max(needed, asked ?? 0)
     ctx.log.info(`volume size: ${s.volumeSizeGiB} GiB`)

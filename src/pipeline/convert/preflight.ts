@@ -166,19 +166,21 @@ async function checkKeyParameter(ctx: RunContext): Promise<void> {
  */
 export function registerProbeInput(ctx: RunContext) {
   const { image } = ctx.settings
-  const virtualizationType = image.virtualizationType ?? 'hvm'
+  const toHvm = image.outputVirtualizationType === 'hvm'
+  const virtualizationType = toHvm ? 'hvm' : (image.virtualizationType ?? 'hvm')
   return registerImageInput(ctx, {
     name: 'instance-to-ebs-permission-probe',
     description: 'instance-to-ebs permission probe',
     facts: {
       architecture: image.architecture ?? 'x86_64',
       virtualizationType,
-      rootDeviceName: image.rootDeviceName ?? '/dev/sda1',
+      toHvm,
+      rootDeviceName: image.rootDeviceName ?? (toHvm ? '/dev/xvda' : '/dev/sda1'),
       kernelId: image.kernelId,
       ramdiskId: image.ramdiskId,
       enaSupport: ctx.settings.ami.enaSupport,
       sriovNetSupport: ctx.settings.ami.sriovNetSupport,
-      bootMode: ctx.settings.ami.bootMode
+      bootMode: toHvm ? 'legacy-bios' : ctx.settings.ami.bootMode
     },
     snapshotId: PLACEHOLDER_SNAPSHOT,
     volumeSizeGiB: ctx.settings.ami.volumeSizeGiB ?? 8

@@ -39,7 +39,10 @@ export function registerImageInput(ctx: RunContext, r: RegisterRequest): Registe
     Name: r.name,
     Description: r.description,
     Architecture: f.architecture,
+    // "The device name of the root device volume (for example, /dev/sda1)." (RegisterImage)
     RootDeviceName: f.rootDeviceName,
+    // "The type of virtualization (hvm | paravirtual). Default: paravirtual" (RegisterImage):
+    // always sent, or a paravirtual image made hvm would register as paravirtual.
     VirtualizationType: f.virtualizationType,
     // A kernel and ramdisk only boot a paravirtual image; an hvm image boots its own loader.
     KernelId: paravirtual ? f.kernelId : undefined,
@@ -60,6 +63,8 @@ export function registerImageInput(ctx: RunContext, r: RegisterRequest): Registe
     // instances launched from the AMI unreachable." (RegisterImage EnaSupport / SriovNetSupport)
     EnaSupport: paravirtual ? undefined : f.enaSupport,
     SriovNetSupport: paravirtual ? undefined : f.sriovNetSupport,
+    // "The operating system contained in the AMI must be configured to support the specified boot
+    // mode." (RegisterImage, BootMode): legacy-bios for a converted image, whose GRUB 2 is for BIOS.
     BootMode: f.bootMode,
     TagSpecifications: tagSpec(ctx, 'image', r.name)
   }

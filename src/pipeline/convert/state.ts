@@ -6,7 +6,10 @@ import { type RunContext, stepState } from '../context.js'
 
 export interface ImageFacts {
   architecture: Architecture
+  /** Of the new AMI. */
   virtualizationType: VirtualizationType
+  /** A paravirtual image that becomes hvm: partitioned, with a boot loader (to-hvm.sh). */
+  toHvm: boolean
   rootDeviceName: string
   kernelId?: string
   ramdiskId?: string
@@ -75,3 +78,6 @@ export const tagSpec = (ctx: RunContext, type: ResourceType, name: string): TagS
 ]
 
 export const GiB = 1024 ** 3
+
+/** Where to-hvm.sh puts the partition of a paravirtual image made hvm: sector 2048. */
+export const HVM_PARTITION_OFFSET = 2048 * 512

@@ -1,0 +1,238 @@
+// Paravirtual in, hvm out, booted for real: a paravirtual-style Debian image (bare ext4, menu.lst,
+// root=/dev/xvda1 on the kernel line and in fstab, no boot loader at all; scripts/pv-boot-image.sh)
+// is bundled the way ec2-bundle-image does (bench/make-bundle.sh), converted by convert.sh
+// --output-virtualization-type hvm onto a disk file, and booted in QEMU through SeaBIOS and the
+// GRUB 2 that the conversion installed (no -kernel), from an NVMe disk as on Nitro. Controls: the
+// same disk with the kernel's root= put back to the PV device path stops in the initramfs; with
+// fstab put back, Debian 12's systemd still boots (it does not wait for fstab's "/" device: the
+// root is mounted already), which the test states rather than hides.
+// Run with `npm run test:boot` (software emulation: minutes).
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+
+const repo = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url))
+const missing = [
+  'qemu-system-x86_64',
+  'debootstrap',
+  'debugfs',
+  'losetup',
+  'mkfs.ext4',
+  'sfdisk',
+  'grub-mkimage'
+].filter((cmd) => spawnSync('sh', ['-c', `PATH=$PATH:/usr/sbin:/sbin command -v ${cmd}`]).status !== 0)
+if (typeof process.getuid !== 'function' || process.getuid() !== 0) missing.push('root')
+const suite = missing.length === 0 ? describe : process.env.CI ? describe : describe.skip
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escape sequences on the console
+const escapes = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r/g
+const failures = [
+  /Gave up waiting for root (file system )?device/,
+  /ALERT! .* does not exist/,
+  /You are in emergency mode/,
+  /Kernel panic/,
+  /Dependency failed for .*Local File Systems/
+]
+
+interface Boot {
+  outcome: 'marker' | 'failure' | 'deadline' | 'exited'
+  seconds: number
+  matched?: string
+  tail: string
+}
+
+/** Boots a raw disk (NVMe, read-only through snapshot=on) with SeaBIOS and waits for the marker. */
+function boot(disk: string, marker: string, deadlineMs: number): Promise<Boot> {
+  const started = Date.now()
+  const child: ChildProcess = spawn(
+    'qemu-system-x86_64',
+    [
+      ...['-nographic', '-monitor', 'none', '-accel', 'tcg', '-machine', 'pc', '-m', '1024', '-smp', '1'],
+      ...['-no-reboot', '-nic', 'none', '-boot', 'order=c'],
+      ...[
+        '-drive',
+        `file=${disk},format=raw,if=none,id=root,snapshot=on`,
+        '-device',
+        'nvme,drive=root,serial=vol0i2e'
+      ]
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] }
+  )
+  let raw = ''
+  return new Promise((resolve) => {
+    let done = false
+    const finish = (outcome: Boot['outcome'], matched?: string) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      const text = raw.replace(escapes, '')
+      const result: Boot = {
+        outcome,
+        seconds: Math.round((Date.now() - started) / 100) / 10,
+        tail: text.trimEnd().split('\n').slice(-25).join('\n'),
+        ...(matched ? { matched } : {})
+      }
+      if (child.exitCode !== null || child.signalCode !== null) return resolve(result)
+      child.once('exit', () => resolve(result))
+      child.kill('SIGKILL')
+    }
+    const timer = setTimeout(() => finish('deadline'), deadlineMs)
+    const watch = (chunk: Buffer) => {
+      raw += chunk.toString('latin1')
+      const text = raw.replace(escapes, '')
+      if (text.includes(marker)) return finish('marker')
+      for (const pattern of failures) {
+        const m = pattern.exec(text)
+        if (m) return finish('failure', m[0])
+      }
+    }
+    child.stdout?.on('data', watch)
+    child.stderr?.on('data', watch)
+    child.on('exit', () => finish('exited'))
+  })
+}
+
+const run = (cmd: string, args: string[], timeout = 30 * 60_000): string => {
+  const out = spawnSync(cmd, args, { encoding: 'utf8', timeout, maxBuffer: 64 * 1024 * 1024 })
+  if (out.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (${out.status ?? out.signal}): ${out.stderr}`)
+  return out.stdout
+}
+
+/** Replaces a file inside the partition at 1 MiB of `disk` (debugfs, through a loop device). */
+function replaceInPartition(disk: string, path: string, text: string, scratch: string): void {
+  const local = join(scratch, 'replacement')
+  writeFileSync(local, text)
+  const loop = run('losetup', ['-f', '--show', '-o', '1048576', disk]).trim()
+  try {
+    run('debugfs', ['-w', '-R', `rm ${path}`, loop])
+    run('debugfs', ['-w', '-R', `write ${local} ${path}`, loop])
+  } finally {
+    spawnSync('losetup', ['-d', loop])
+  }
+}
+
+function readInPartition(disk: string, path: string): string {
+  const loop = run('losetup', ['-f', '--show', '-r', '-o', '1048576', disk]).trim()
+  try {
+    return run('debugfs', ['-R', `cat ${path}`, loop])
+  } finally {
+    spawnSync('losetup', ['-d', loop])
+  }
+}
+
+const BOOT_DEADLINE_MS = 10 * 60_000
+let scratch = ''
+let image: Record<string, string> = {}
+let converted = ''
+const results: Record<string, string> = {}
+let convertLog = ''
+
+suite(`a paravirtual image made hvm boots through its own new boot loader${missing.length ? ` (needs ${missing.join(', ')})` : ''}`, () => {
+  beforeAll(() => {
+    if (missing.length) throw new Error(`the boot test needs ${missing.join(', ')}`)
+    image = Object.fromEntries(
+      run('bash', [repo('scripts/pv-boot-image.sh')])
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])
+    )
+    scratch = mkdtempSync(join(tmpdir(), 'i2e-pv-to-hvm-'))
+    run('bash', [repo('bench/make-bundle.sh'), join(scratch, 'made'), '0', image.pv_image ?? ''])
+    const bundle = join(scratch, 'made', 'bundle')
+    converted = join(scratch, 'hvm.img')
+    const out = spawnSync(
+      'bash',
+      [
+        repo('src/scripts/convert.sh'),
+        ...['--manifest', join(bundle, 'image.manifest.xml'), '--key', join(bundle, 'key.pem')],
+        ...['--target', converted, '--output-virtualization-type', 'hvm']
+      ],
+      { encoding: 'utf8', timeout: 20 * 60_000, env: { ...process.env, I2E_PARTITION_NODES: '0' } }
+    )
+    convertLog = out.stdout
+    if (out.status !== 0) throw new Error(`convert.sh failed: ${out.stdout}\n${out.stderr}`)
+    for (const line of out.stdout.split('\n')) {
+      const m = /^::result ([^=]+)=(.*)$/.exec(line)
+      if (m?.[1]) results[m[1]] = m[2] ?? ''
+    }
+  }, 45 * 60_000)
+
+  afterAll(() => {
+    if (scratch) rmSync(scratch, { recursive: true, force: true })
+  })
+
+  it('converts: the default kernel of menu.lst, root by UUID, drivers for Xen and Nitro, fstab rewritten', () => {
+    expect(results).toMatchObject({
+      digest: 'ok',
+      partition_table: 'mbr',
+      root_partition_offset_bytes: '1048576',
+      hvm_kernel: `/boot/vmlinuz-${image.kernel}`,
+      hvm_root: `UUID=${results.filesystem_uuid}`,
+      hvm_fstab_rewritten: '1'
+    })
+    expect(results.hvm_families).toBe('xen,nitro')
+    // Debian's cloud kernel: nvme built in, xen-blkfront and ena modules (the first in the initramfs).
+    expect(['built-in', 'initramfs']).toContain(results.hvm_nvme)
+    expect(results.hvm_xen_disk_driver).toMatch(/^xen-blkfront \((built-in|initramfs)\)$/)
+    expect(['built-in', 'initramfs', 'module']).toContain(results.hvm_ena)
+    expect(readInPartition(converted, '/etc/fstab')).toMatch(
+      new RegExp(`^UUID=${results.filesystem_uuid}\\t/\\t`, 'm')
+    )
+    expect(convertLog).toMatch(/^-\/dev\/xvda1\t\/\t/m)
+  })
+
+  it(
+    'boots from the disk alone (SeaBIOS → GRUB 2 in the MBR → the image kernel) to multi-user.target',
+    async () => {
+      const result = await boot(converted, image.marker ?? '', BOOT_DEADLINE_MS)
+      console.info(`pv→hvm boot: ${result.outcome} after ${result.seconds} s`)
+      if (result.outcome !== 'marker') console.error(result.tail)
+      expect(result.outcome).toBe('marker')
+    },
+    BOOT_DEADLINE_MS + 60_000
+  )
+
+  it(
+    'control: the kernel root= of the paravirtual layout (/dev/xvda1) stops the same disk in the initramfs',
+    async () => {
+      const disk = join(scratch, 'root-path.img')
+      run('cp', ['--sparse=always', converted, disk])
+      const config = readInPartition(disk, '/boot/grub/instance-to-ebs.cfg')
+      expect(config).toContain(`root=UUID=${results.filesystem_uuid}`)
+      replaceInPartition(
+        disk,
+        '/boot/grub/instance-to-ebs.cfg',
+        config.replace(/root=UUID=\S+/, 'root=/dev/xvda1'),
+        scratch
+      )
+      const result = await boot(disk, image.marker ?? '', BOOT_DEADLINE_MS)
+      console.info(
+        `control, root=/dev/xvda1: ${result.outcome}${result.matched ? ` ("${result.matched}")` : ''} after ${result.seconds} s`
+      )
+      expect(result.outcome).toBe('failure')
+      expect(result.matched).toMatch(/Gave up waiting for root|does not exist/)
+      rmSync(disk)
+    },
+    BOOT_DEADLINE_MS + 60_000
+  )
+
+  it(
+    "control: fstab's root put back to /dev/xvda1 still boots on Debian 12 (systemd does not wait for the mounted root's device)",
+    async () => {
+      const disk = join(scratch, 'fstab-path.img')
+      run('cp', ['--sparse=always', converted, disk])
+      const original = readInPartition(disk, '/etc/fstab.instance-to-ebs.bak')
+      expect(original).toMatch(/^\/dev\/xvda1\t\/\t/m)
+      replaceInPartition(disk, '/etc/fstab', original, scratch)
+      const result = await boot(disk, image.marker ?? '', BOOT_DEADLINE_MS)
+      console.info(`control, fstab /dev/xvda1: ${result.outcome} after ${result.seconds} s`)
+      expect(result.outcome).toBe('marker')
+      rmSync(disk)
+    },
+    BOOT_DEADLINE_MS + 60_000
+  )
+})
