@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 declare -A PACKAGE=(
   [shellcheck]=shellcheck [sfdisk]=fdisk [e2fsck]=e2fsprogs [debugfs]=e2fsprogs
   [losetup]=mount [debootstrap]=debootstrap [openssl]=openssl [curl]=curl [gzip]=gzip
+  [qemu-system-x86_64]=qemu-system-x86 [mkfs.ext4]=e2fsprogs
 )
 missing=()
 for cmd in "${!PACKAGE[@]}"; do
