@@ -14,6 +14,8 @@
 #
 #   boot-images.sh [--print]   build if needed; print images.env (KEY=VALUE lines)
 #   boot-images.sh --key       print the cache key only
+# Timings here (2 cores, busy): cold (debootstrap) about 5-6 min, from the kept debootstrap
+# result under 1 min, cached: instant.
 #
 # Needs root (debootstrap, chroot, a loop device for grub-install), debootstrap and e2fsprogs;
 # the Debian archive comes from I2E_DEBIAN_MIRROR or the machine's apt sources. A run holds a
@@ -94,8 +96,10 @@ base=$cache_root/base-$(printf '%s\n' "$suite" "$packages" minbase | sha256sum |
 if [[ ! -f $base/.complete ]]; then
   rm -rf "$base"
   say "debootstrap $suite from $mirror into $base (minbase + cloud kernel + systemd)"
-  debootstrap --variant=minbase --include="$packages" "$suite" "$base" "$mirror" >"$build/debootstrap.log" 2>&1 ||
-    die "debootstrap failed: $(tail -n 5 "$build/debootstrap.log")"
+  # Bounded: a stalled mirror must not hold CI (about 4-5 min on a busy 2-core machine).
+  timeout "${I2E_DEBOOTSTRAP_SECONDS:-1200}" debootstrap --variant=minbase --include="$packages" \
+    "$suite" "$base" "$mirror" >"$build/debootstrap.log" 2>&1 ||
+    die "debootstrap failed or took longer than ${I2E_DEBOOTSTRAP_SECONDS:-1200} s: $(tail -n 5 "$build/debootstrap.log")"
   rm -rf "$base"/var/cache/apt/archives/*.deb "$base"/var/lib/apt/lists/*
   touch "$base/.complete"
   say "debootstrap done in $((SECONDS - started)) s"

@@ -10,7 +10,7 @@ declare -A PACKAGE=(
   [shellcheck]=shellcheck [sfdisk]=fdisk [e2fsck]=e2fsprogs [debugfs]=e2fsprogs
   [losetup]=mount [debootstrap]=debootstrap [openssl]=openssl [curl]=curl [gzip]=gzip
   [dash]=dash [ruby]=ruby
-  [grub-mkimage]=grub-pc-bin [cpio]=cpio [qemu-system-x86_64]=qemu-system-x86
+  [grub-mkimage]=grub-pc-bin [cpio]=cpio [qemu-system-x86_64]=qemu-system-x86 [mkfs.ext4]=e2fsprogs
 )
 missing=()
 for cmd in "${!PACKAGE[@]}"; do

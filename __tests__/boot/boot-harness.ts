@@ -5,10 +5,13 @@
 //   image), and waits for a marker line on the serial console, a failure line, or a deadline.
 // - menuLstEntry() / readExt4File(): what pv-grub would load, read out of a filesystem image.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const bootImagesScript = fileURLToPath(new URL('../../scripts/boot-images.sh', import.meta.url))
+export const makeBundleScript = fileURLToPath(new URL('../../bench/make-bundle.sh', import.meta.url))
 
 export type BootImages = Record<string, string>
 
@@ -42,6 +45,30 @@ export function bootImages(timeoutMs = 30 * 60_000): BootImages {
     if (!env[key]) throw new Error(`scripts/boot-images.sh printed no ${key}`)
   }
   return env
+}
+
+/**
+ * A bundle of IMAGE made by the project's bundler (bench/make-bundle.sh), cached beside the
+ * image and keyed by the bundler's own hash: gzip -9 of a few hundred MiB takes minutes on a
+ * busy machine, and the bundle only changes with the image or the bundler. Returns the folder
+ * with image.manifest.xml, the parts and key.pem.
+ */
+export function cachedBundle(name: string, image: string): { dir: string; made: boolean } {
+  const key = createHash('sha256').update(readFileSync(makeBundleScript)).digest('hex').slice(0, 16)
+  const home = join(dirname(image), `bundles-${key}`, name)
+  const dir = join(home, 'bundle')
+  if (existsSync(join(home, '.complete'))) return { dir, made: false }
+  const building = `${home}.building-${process.pid}`
+  rmSync(building, { recursive: true, force: true })
+  const run = spawnSync('bash', [makeBundleScript, building, '1', image], { encoding: 'utf8' })
+  if (run.status !== 0) {
+    rmSync(building, { recursive: true, force: true })
+    throw new Error(`bench/make-bundle.sh failed for ${image}: ${run.stderr}`)
+  }
+  writeFileSync(join(building, '.complete'), '')
+  rmSync(home, { recursive: true, force: true })
+  renameSync(building, home)
+  return { dir, made: true }
 }
 
 /** Lines on the console that mean the boot has stopped short of multi-user.target. */
@@ -142,8 +169,8 @@ export function bootQemu(options: BootOptions): Promise<BootResult> {
       else child.once('exit', () => resolve(result))
     }
     const timer = setTimeout(() => finish('deadline'), options.deadlineMs)
-    const watch = (chunk: Buffer) => {
-      raw += chunk.toString('latin1')
+    const watch = (chunk: string) => {
+      raw += chunk
       const text = raw.replace(escapes, '')
       if (text.includes(options.marker)) return finish('marker')
       for (const pattern of failOn) {
@@ -151,8 +178,8 @@ export function bootQemu(options: BootOptions): Promise<BootResult> {
         if (m) return finish('failure-line', m[0])
       }
     }
-    child.stdout?.on('data', watch)
-    child.stderr?.on('data', watch)
+    child.stdout?.setEncoding('utf8').on('data', watch)
+    child.stderr?.setEncoding('utf8').on('data', watch)
     child.on('exit', (code) => finish('exited', undefined, code))
     child.on('error', (err) => {
       raw += `\n[qemu could not start: ${err.message}]\n`
@@ -161,10 +188,11 @@ export function bootQemu(options: BootOptions): Promise<BootResult> {
   })
 }
 
-/** One line per boot for the log: how long, and on anything but the marker the console tail. */
-export function describeBoot(name: string, result: BootResult): string {
+/** One line per boot for the log: what happened after how long; the console tail when unexpected. */
+export function describeBoot(name: string, result: BootResult, expected: 'marker' | 'no marker'): string {
   const head = `${name}: ${result.outcome}${result.matched ? ` ("${result.matched}")` : ''} after ${result.seconds} s`
-  return result.outcome === 'marker' ? head : `${head}\n--- last 30 console lines ---\n${result.tail}\n---`
+  const asExpected = (result.outcome === 'marker') === (expected === 'marker')
+  return asExpected ? head : `${head}\n--- last 30 console lines ---\n${result.tail}\n---`
 }
 
 export interface MenuEntry {

@@ -10,7 +10,6 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { runConvert, sh } from '../scripts/convert-harness.js'
 import {
@@ -19,13 +18,13 @@ import {
   bootImages,
   bootPrerequisitesMissing,
   bootQemu,
+  cachedBundle,
   catExt4File,
   describeBoot,
   menuLstEntry,
   readExt4File
 } from './boot-harness.js'
 
-const makeBundle = fileURLToPath(new URL('../../bench/make-bundle.sh', import.meta.url))
 const bootDeadlineMs = 10 * 60_000 // a TCG boot takes about a minute; a loaded machine, more
 const missing = bootPrerequisitesMissing()
 const ci = process.env.CI === 'true'
@@ -41,28 +40,13 @@ let tmp = ''
 const loops: string[] = []
 const timings: string[] = []
 
-beforeAll(() => {
-  if (missing.length) throw new Error(`the boot tests need ${missing.join(', ')}`)
-  tmp = mkdtempSync(join(tmpdir(), 'i2e-boot-'))
-  const started = Date.now()
-  images = bootImages()
-  timings.push(`boot images ready in ${Math.round((Date.now() - started) / 1000)} s (key ${images.key})`)
-})
-
-afterAll(() => {
-  for (const loop of loops) spawnSync('losetup', ['-d', loop])
-  if (tmp) rmSync(tmp, { recursive: true, force: true })
-  if (timings.length) process.stderr.write(`\nboot suite:\n  ${timings.join('\n  ')}\n\n`)
-})
-
-/** Bundles IMAGE with bench/make-bundle.sh into tmp/NAME; returns the bundle folder. */
+/** IMAGE bundled by bench/make-bundle.sh (cached: see cachedBundle); the bundle folder. */
 function bundle(name: string, image: string): string {
-  const dir = join(tmp, name)
   const started = Date.now()
-  const run = spawnSync('bash', [makeBundle, dir, '1', image], { encoding: 'utf8' })
-  if (run.status !== 0) throw new Error(`make-bundle.sh failed: ${run.stderr}`)
-  timings.push(`${name}: bundled in ${Math.round((Date.now() - started) / 1000)} s`)
-  return join(dir, 'bundle')
+  const { dir, made } = cachedBundle(name, image)
+  const seconds = Math.round((Date.now() - started) / 1000)
+  timings.push(`${name}: ${made ? `bundled in ${seconds} s` : 'bundle from the cache'}`)
+  return dir
 }
 
 function convert(bundleDir: string, target: string, extra: string[] = []) {
@@ -87,9 +71,13 @@ function convert(bundleDir: string, target: string, extra: string[] = []) {
   return run.results
 }
 
-async function boot(name: string, options: Parameters<typeof bootQemu>[0]): Promise<BootResult> {
+async function boot(
+  name: string,
+  expected: 'marker' | 'no marker',
+  options: Parameters<typeof bootQemu>[0]
+): Promise<BootResult> {
   const result = await bootQemu({ ...options, consoleLog: join(tmp, `${name}.console.log`) })
-  const line = describeBoot(name, result)
+  const line = describeBoot(name, result, expected)
   timings.push(line.split('\n')[0] ?? line)
   process.stderr.write(`${line}\n`)
   return result
@@ -117,6 +105,20 @@ function pvGrubLoad(fsImage: string, name: string) {
 }
 
 describeBoot_('converted images boot in QEMU', () => {
+  beforeAll(() => {
+    if (missing.length) throw new Error(`the boot tests need ${missing.join(', ')}`)
+    tmp = mkdtempSync(join(tmpdir(), 'i2e-boot-'))
+    const started = Date.now()
+    images = bootImages()
+    timings.push(`boot images ready in ${Math.round((Date.now() - started) / 1000)} s (key ${images.key})`)
+  })
+
+  afterAll(() => {
+    for (const loop of loops) spawnSync('losetup', ['-d', loop])
+    if (tmp) rmSync(tmp, { recursive: true, force: true })
+    if (timings.length) process.stderr.write(`\nboot suite:\n  ${timings.join('\n  ')}\n\n`)
+  })
+
   it('hvm: converted onto a volume, it boots through its own MBR and GRUB to multi-user.target', async () => {
     const bundleDir = bundle('hvm', images.hvm_image as string)
     const disk = join(tmp, 'hvm-volume.img')
@@ -130,7 +132,7 @@ describeBoot_('converted images boot in QEMU', () => {
     sh('losetup', ['-d', loop])
     loops.splice(loops.indexOf(loop), 1)
 
-    const result = await boot('hvm converted', {
+    const result = await boot('hvm converted', 'marker', {
       disk,
       marker: images.hvm_marker as string,
       deadlineMs: bootDeadlineMs
@@ -139,7 +141,7 @@ describeBoot_('converted images boot in QEMU', () => {
   })
 
   it('hvm control: the unconverted disk stops on its /dev/xvdb fstab line', async () => {
-    const result = await boot('hvm control (unconverted)', {
+    const result = await boot('hvm control (unconverted)', 'no marker', {
       disk: images.hvm_image as string,
       marker: images.hvm_marker as string,
       deadlineMs: bootDeadlineMs
@@ -158,7 +160,7 @@ describeBoot_('converted images boot in QEMU', () => {
 
     const load = pvGrubLoad(file, 'pv-converted')
     expect(load.append).toContain(`root=LABEL=${images.pv_label}`)
-    const result = await boot('paravirtual converted', {
+    const result = await boot('paravirtual converted', 'marker', {
       disk: file,
       ...load,
       marker: images.pv_marker as string,
@@ -169,7 +171,7 @@ describeBoot_('converted images boot in QEMU', () => {
 
   it('paravirtual control: the unconverted filesystem stops on its /dev/xvdb fstab line', async () => {
     const load = pvGrubLoad(images.pv_image as string, 'pv-control')
-    const result = await boot('paravirtual control (unconverted)', {
+    const result = await boot('paravirtual control (unconverted)', 'no marker', {
       disk: images.pv_image as string,
       ...load,
       marker: images.pv_marker as string,
