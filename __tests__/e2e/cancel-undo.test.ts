@@ -100,12 +100,13 @@ sleep 300`
   )
   standIn(machine, 'ec2-upload-bundle', `[[ $1 == --version ]] && echo '1.5.7 20071010'`)
   // (openssl stays the machine's own: convert.sh decrypts with it)
-  for (const name of ['ruby', 'rsync']) standIn(machine, name)
+  standIn(machine, 'rsync')
+  // The key is read by ssm-get-parameter.rb (no AWS CLI on old sources), as bundle.sh's tests fake it.
   standIn(
     machine,
-    'aws',
-    `while (($#)); do case $1 in --name) name=$2; shift 2 ;; *) shift ;; esac; done
-cat "$FAKE/params/\${name//\\//_}"`
+    'ruby',
+    `if [[ \${1:-} == */ssm-get-parameter.rb ]]; then cat "$FAKE/params/\${3//\\//_}"; fi
+exit 0`
   )
   standIn(
     machine,
@@ -115,6 +116,7 @@ case $* in
 *-w*) printf 401 ;;
 */api/token*) echo token ;;
 */security-credentials/) echo bundler-role ;;
+*/security-credentials/bundler-role) echo '{"Code":"Success","AccessKeyId":"ASIAFAKE","SecretAccessKey":"secret","Token":"token","Expiration":"2099-01-01T00:00:00Z"}' ;;
 *) exit 22 ;;
 esac`
   )
