@@ -250,7 +250,14 @@ suite(`verify-boot end to end on the emulator${unavailable ? ` (${process.env.CI
       child.kill('SIGKILL')
       const main = await done
       expect(reached).toBe(true)
-      expect(main.signal).toBe('SIGKILL')
+      // A main that ended on its own says why in its output: shown with the failure.
+      expect({
+        signal: main.signal,
+        output: main.signal ? '' : `${main.stdout}\n${main.stderr}`.slice(-4000)
+      }).toEqual({
+        signal: 'SIGKILL',
+        output: ''
+      })
 
       // Non-vacuous: the killed main left its running test instance, and the AMI.
       const instanceId = step.ledger().find((r) => r.kind === 'instance')?.id
