@@ -8,7 +8,7 @@
 // passed as credentials-expiration, does; without it, session credentials (a session token) of
 // unknown age are taken to expire after the one-hour OIDC default.
 import * as core from '@actions/core'
-import type { Settings } from '../settings.js'
+import type { Settings } from '../settings/index.js'
 import type { Clients } from './clients.js'
 
 /** Helper launch, volume, snapshot and AMI waits, cleanup: everything but the remote commands. */

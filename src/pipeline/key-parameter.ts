@@ -4,7 +4,7 @@
 // bundle and convert steps: the first one that runs makes the parameter, later ones reuse it.
 import { PutParameterCommand } from '@aws-sdk/client-ssm'
 import { errorCode } from '../aws/poll.js'
-import type { KeyMaterial } from '../settings.js'
+import type { KeyMaterial } from '../settings/index.js'
 import type { RunContext } from './context.js'
 import type { Step } from './runner.js'
 import { RUN_TAG, runIdOf } from './convert/state.js'

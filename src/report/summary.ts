@@ -4,7 +4,7 @@
 import * as core from '@actions/core'
 import type { OutputName, RunContext } from '../pipeline/context.js'
 import { formatSeconds, type PipelineResult } from '../pipeline/runner.js'
-import type { Mode, Settings } from '../settings.js'
+import type { Mode, Settings } from '../settings/index.js'
 import type { VerifyState } from '../pipeline/verify/instance-types.js'
 import { bootCheckSection } from './boot-check.js'
 import { failureLine } from './failure.js'

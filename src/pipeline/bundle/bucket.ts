@@ -7,7 +7,7 @@ import {
   type S3Client
 } from '@aws-sdk/client-s3'
 import { errorCode } from '../../aws/poll.js'
-import type { IfBundleExists } from '../../settings.js'
+import type { IfBundleExists } from '../../settings/index.js'
 import type { Logger } from '../runner.js'
 
 /** LocationConstraint → region: none means us-east-1, 'EU' is the old name of eu-west-1. */

@@ -11,7 +11,7 @@ import {
 import { SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
 import { provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
-import type { Architecture, VirtualizationType } from '../../settings.js'
+import type { Architecture, VirtualizationType } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { checkBucketAcceptsAcls, checkBucketRegion, checkPrefixFree } from './bucket.js'

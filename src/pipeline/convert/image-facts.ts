@@ -2,7 +2,7 @@
 // overridden by its input; for a manifest-location source the inputs are all there is.
 // Also where a dry run ends: everything has been checked by now and nothing was made.
 import type { Image } from '@aws-sdk/client-ec2'
-import type { Architecture, BootMode, Settings, VirtualizationType } from '../../settings.js'
+import type { Architecture, BootMode, Settings, VirtualizationType } from '../../settings/index.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { convertState, type ImageFacts } from './state.js'

@@ -13,7 +13,7 @@ import { DescribeParametersCommand, GetParameterCommand } from '@aws-sdk/client-
 import { describeInstance, SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
 import { type Proof, provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
-import type { HelperLaunch } from '../../settings.js'
+import type { HelperLaunch } from '../../settings/index.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { registerImageInput } from './register.js'

@@ -17,7 +17,7 @@ import {
 } from '@aws-sdk/client-ec2'
 import { s3Url } from '../../aws/manifest.js'
 import { errorCode, poll } from '../../aws/poll.js'
-import type { VolumeType } from '../../settings.js'
+import type { VolumeType } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
 import { messageOf, type Step } from '../runner.js'
 import { convertState, type ImageFacts, proceeding, runIdOf, tagSpec } from './state.js'

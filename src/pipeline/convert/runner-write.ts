@@ -12,7 +12,7 @@ import { readBundleSecrets, unwrapBundleKey, verifyManifestSignature } from '../
 import { partKey, s3Url } from '../../aws/manifest.js'
 import { errorCode } from '../../aws/poll.js'
 import { SnapshotBlockWriter } from '../../aws/snapshot-blocks.js'
-import type { KeyMaterial } from '../../settings.js'
+import type { KeyMaterial } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
 import { messageOf, type Step } from '../runner.js'
 import { decodeBundle, newDecodeStats } from './bundle-decode.js'

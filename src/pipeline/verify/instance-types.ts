@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-ec2'
 import { describeInstance } from '../../aws/instances.js'
 import { errorCode } from '../../aws/poll.js'
-import type { Architecture, VirtualizationType } from '../../settings.js'
+import type { Architecture, VirtualizationType } from '../../settings/index.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { convertState } from '../convert/state.js'
