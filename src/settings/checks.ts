@@ -9,7 +9,7 @@ import type { Settings } from './types.js'
 export type Read = Omit<Settings, 'mode'> & Pick<SourceAndMode, 'mode'>
 
 /** Collects the problems of the checks, in the order they are found. */
-export class Checks {
+class Checks {
   readonly problems: string[] = []
 
   /** given: whether an input is set (not empty), valid or not. */

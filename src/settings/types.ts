@@ -120,7 +120,7 @@ export interface AmiSettings {
   encrypted: boolean
   /** kms-key-id. */
   kmsKeyId?: string
-  /** ena-support; undefined: detected. */
+  /** ena-support; undefined: as the source. */
   enaSupport?: boolean
   /** sriov-net-support. */
   sriovNetSupport?: 'simple'
