@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals'
-import { readSettings, SettingsError } from '../src/settings.js'
+import { INPUT_NAMES, readSettings, SettingsError } from '../src/settings/index.js'
 import { CERT, convertInputs, fullInputs, KEY, reader } from './__fixtures__/inputs.js'
 
 const read = (inputs: Record<string, string>, env: NodeJS.ProcessEnv = {}) =>
@@ -444,6 +444,74 @@ describe('readSettings: bad inputs', () => {
       }
     })()
     expect(err?.message).toMatch(/^2 invalid inputs:\n {2}- 'volume-size'/)
+  })
+
+  // The lists below are what the single-function reader gave before the reader was split by
+  // concern: the problems of each input in the order of the inputs table, then the checks across
+  // inputs in their own order.
+  it('lists the problems in a fixed order: input by input, then the checks across inputs', () => {
+    expect(
+      problemsOf({
+        ...convertInputs,
+        'dry-run': 'y',
+        tags: 'team',
+        'x509-private-key-parameter': '/ci/key',
+        'volume-size': 'x',
+        'verify-boot-failure': 'delete',
+        'helper-instance-type': 'large',
+        's3-bucket': 'my-bundles',
+        'kms-key-id': 'alias/ebs',
+        'virtualization-type': 'hvm',
+        'ramdisk-id': 'ari-5c21674b'
+      })
+    ).toEqual([
+      "'x509-private-key' and 'x509-private-key-parameter' cannot both be set; give one of them",
+      "'helper-instance-type': 'large' is not valid; expected an instance type such as t3.small",
+      "'tags': 'team' is not valid; expected key=value pairs, comma or newline separated, unique keys of 1-127 characters not starting with 'aws:', values up to 256 characters",
+      "'volume-size': 'x' is not valid; expected a whole number from 1 to 16384",
+      "'verify-boot-failure': 'delete' is not valid; expected one of 'deregister', 'keep'",
+      "'dry-run': 'y' is not valid; expected 'true' or 'false'",
+      "'kms-key-id' needs 'encrypted: true'",
+      "'ramdisk-id' applies only to 'virtualization-type: paravirtual'",
+      "'s3-bucket' cannot be used in mode 'convert': the bundle location comes from the AMI or 'manifest-location'"
+    ])
+    expect(
+      problemsOf({
+        ...fullInputs,
+        mode: 'bundle',
+        'credentials-expiration': 'soon',
+        'upload-concurrency': '0',
+        's3-prefix': 'a//b',
+        region: 'mars',
+        'source-ami-id': 'ami-1'
+      })
+    ).toEqual([
+      "'source-ami-id': 'ami-1' is not valid; expected an AMI id such as ami-0123456789abcdef0",
+      "'region': 'mars' is not valid; expected a region name such as us-east-1",
+      "'upload-concurrency': '0' is not valid; expected a whole number from 1 to 128",
+      "'s3-prefix': 'a//b' is not valid; expected a key prefix without empty, '.' or '..' segments (a/b/c)",
+      "'credentials-expiration': 'soon' is not valid; expected an ISO 8601 time with its zone, such as 2026-01-01T13:00:00Z (the aws-expiration output)",
+      "'source-ami-id' cannot be used in mode 'bundle': the source is 'source-instance-id'",
+      "'helper-subnet-id' cannot be used in mode 'bundle': no helper is used",
+      "'helper-instance-profile' cannot be used in mode 'bundle': no helper is used",
+      "'upload-concurrency' cannot be used in mode 'bundle': nothing is converted"
+    ])
+  })
+
+  it('reads each input once', () => {
+    const counts = new Map<string, number>()
+    const inputs: Record<string, string> = { ...fullInputs, mode: 'bundle', 'helper-subnet-id': '' }
+    expect(() =>
+      readSettings(
+        (name) => {
+          counts.set(name, (counts.get(name) ?? 0) + 1)
+          return inputs[name] ?? ''
+        },
+        { env: {} }
+      )
+    ).toThrow(SettingsError)
+    expect([...counts.values()].every((n) => n === 1)).toBe(true)
+    expect(counts.size).toBe(INPUT_NAMES.length)
   })
 
   it('shows the bad value and the accepted form', () => {

@@ -9,7 +9,7 @@ import { resourceRemover } from './pipeline/resources.js'
 import { actionsLogger, messageOf, type PipelineResult, runPipeline } from './pipeline/runner.js'
 import { failureLine } from './report/failure.js'
 import { writeSummary } from './report/summary.js'
-import { readSettings, SettingsError } from './settings.js'
+import { readSettings, SettingsError } from './settings/index.js'
 
 export interface MainOptions {
   /** Aborted on SIGINT/SIGTERM by the entry point. */

@@ -32,7 +32,7 @@ import type { Clients } from '../../src/aws/clients.js'
 import type { RunContext } from '../../src/pipeline/context.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
 import type { Logger } from '../../src/pipeline/runner.js'
-import { readSettings, type Settings } from '../../src/settings.js'
+import { readSettings, type Settings } from '../../src/settings/index.js'
 import {
   type AccountMocks,
   BUCKET as FAKE_BUCKET,

@@ -6,7 +6,7 @@ import { Ledger } from '../../src/pipeline/ledger.js'
 import { planSteps } from '../../src/pipeline/plan.js'
 import { resourceRemover } from '../../src/pipeline/resources.js'
 import { type Logger, type PipelineResult, runPipeline } from '../../src/pipeline/runner.js'
-import { readSettings } from '../../src/settings.js'
+import { readSettings } from '../../src/settings/index.js'
 import { HELPER, REGION, SOURCE_AMI, SUBNET } from './aws-account.js'
 import { KEY, reader } from './inputs.js'
 

@@ -1,5 +1,5 @@
 // Input maps for settings tests, and a way to expose them the way the runner does (INPUT_* vars).
-import type { InputReader } from '../../src/settings.js'
+import type { InputReader } from '../../src/settings/index.js'
 
 export const CERT =
   '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUSECRETCERTLINE\n-----END CERTIFICATE-----'

@@ -9,7 +9,7 @@ import {
   snapshotUrl,
   writeSummary
 } from '../../src/report/summary.js'
-import type { Settings } from '../../src/settings.js'
+import type { Settings } from '../../src/settings/index.js'
 import type { RunContext } from '../../src/pipeline/context.js'
 import { fixture, loadSummaryInput, storeSummaryInput } from '../__fixtures__/summary/load.js'
 import { runnerFiles, withEnv } from '../__fixtures__/runner-files.js'

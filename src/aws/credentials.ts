@@ -8,8 +8,9 @@
 // passed as credentials-expiration, does; without it, session credentials (a session token) of
 // unknown age are taken to expire after the one-hour OIDC default.
 import * as core from '@actions/core'
-import type { Settings } from '../settings.js'
+import type { Settings } from '../settings/index.js'
 import type { Clients } from './clients.js'
+import { Input } from '../settings/inputs.js'
 
 /** Helper launch, volume, snapshot and AMI waits, cleanup: everything but the remote commands. */
 export const OVERHEAD_MINUTES = 25
@@ -70,17 +71,17 @@ export async function checkCredentialLifetime(
   if (leftMinutes >= neededMinutes) return { expiresAt, source, neededMinutes }
   const what = settings.dryRun
     ? 'a dry run'
-    : `mode ${settings.mode} with timeout-minutes ${settings.timeoutMinutes} (${settings.mode === 'full' ? 'two remote commands' : 'one remote command'} plus about ${OVERHEAD_MINUTES} min for the helper, volume, snapshot, AMI and cleanup)`
+    : `mode ${settings.mode} with ${Input.TimeoutMinutes} ${settings.timeoutMinutes} (${settings.mode === 'full' ? 'two remote commands' : 'one remote command'} plus about ${OVERHEAD_MINUTES} min for the helper, volume, snapshot, AMI and cleanup)`
   const seconds = suggestedSeconds(neededMinutes)
   const when =
     source === 'assumed'
-      ? `The AWS credentials are session credentials of unknown age, taken to expire like an OIDC session of the default ${ASSUMED_SESSION_MINUTES} min (at ${expiresAt.toISOString()} at the latest; pass credentials-expiration: \${{ steps.<id>.outputs.aws-expiration }} from aws-actions/configure-aws-credentials to give the real time)`
+      ? `The AWS credentials are session credentials of unknown age, taken to expire like an OIDC session of the default ${ASSUMED_SESSION_MINUTES} min (at ${expiresAt.toISOString()} at the latest; pass ${Input.CredentialsExpiration}: \${{ steps.<id>.outputs.aws-expiration }} from aws-actions/configure-aws-credentials to give the real time)`
       : `The AWS credentials expire at ${expiresAt.toISOString()}, in ${Math.max(leftMinutes, 0)} min`
   const warning =
     `${when}, but this run may take up to ${neededMinutes} min: ${what}. ` +
     `If they expire mid-run, the run fails and cleanup cannot remove what it created. ` +
     `Set role-duration-seconds: ${seconds} in aws-actions/configure-aws-credentials and make sure the role's MaxSessionDuration allows it ` +
-    `(role chaining is limited to 1 hour)${settings.dryRun ? '' : ', or lower timeout-minutes'}.`
+    `(role chaining is limited to 1 hour)${settings.dryRun ? '' : `, or lower ${Input.TimeoutMinutes}`}.`
   warn(warning)
   return { expiresAt, source, neededMinutes, warning }
 }

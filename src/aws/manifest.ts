@@ -1,7 +1,7 @@
 // The bundle manifest (ec2-ami-tools, version 2007-10-10): where it is, what it says (image size,
 // part names), and whether every part can be read, checked from the runner before anything is made.
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
-import type { S3Location } from '../settings.js'
+import type { S3Location } from '../settings/index.js'
 import { errorCode } from './poll.js'
 
 export interface BundleManifest {

@@ -21,6 +21,7 @@ import type { Ledger } from '../pipeline/ledger.js'
 import { CancelledError } from '../pipeline/runner.js'
 import { companions, type EntryScript, scripts } from '../scripts/index.js'
 import { poll } from './poll.js'
+import { Input } from '../settings/inputs.js'
 
 /** SSM keeps the first 24,000 characters of stdout and 8,000 of stderr. */
 export const SSM_STDOUT_LIMIT = 24000
@@ -143,7 +144,7 @@ const TERMINAL: Record<string, string> = {
   Failed: 'failed',
   Cancelled: 'was cancelled',
   TimedOut: 'timed out',
-  ExecutionTimedOut: 'ran longer than timeout-minutes and was stopped',
+  ExecutionTimedOut: `ran longer than ${Input.TimeoutMinutes} and was stopped`,
   DeliveryTimedOut:
     'was never delivered: the SSM agent did not pick it up in time (is the instance online in SSM?)',
   Undeliverable: 'could not be delivered: the instance is not known to SSM or was terminated',
@@ -259,7 +260,7 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
   const where = truncated
     ? o.logGroup
       ? ` The output was cut by SSM; all of it is in log group ${o.logGroup}, stream ${commandId}/${o.instanceId}/aws-runShellScript/stdout.`
-      : ' The output was cut by SSM (it keeps 24,000 characters); set log-group to keep all of it in CloudWatch Logs.'
+      : ` The output was cut by SSM (it keeps 24,000 characters); set ${Input.LogGroup} to keep all of it in CloudWatch Logs.`
     : ''
   const outcome = TERMINAL[status] ?? `ended with status ${status}`
   const because = reason ? `: ${reason}` : exitCode > 0 ? ` (exit code ${exitCode})` : ''

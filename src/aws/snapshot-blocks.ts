@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto'
 import { type EBSClient, PutSnapshotBlockCommand } from '@aws-sdk/client-ebs'
 import { errorCode } from './poll.js'
+import { Input } from '../settings/inputs.js'
 
 /** "The block size is 524288 bytes (512 KiB)" (EBS direct APIs, PutSnapshotBlock: BlockData/DataLength). */
 export const SNAPSHOT_BLOCK_BYTES = 512 * 1024
@@ -162,7 +163,7 @@ export class SnapshotBlockWriter {
         if (!retryable || attempt + 1 >= this.attempts) {
           const code = timeout.aborted ? 'a timeout' : (errorCode(err) ?? (err as Error).message)
           throw new Error(
-            `PutSnapshotBlock of block ${index} into ${snapshotId} failed after ${attempt + 1} attempt(s) (${code})${retryable ? '; the EBS direct API kept refusing: run again later or lower upload-concurrency' : ''}`
+            `PutSnapshotBlock of block ${index} into ${snapshotId} failed after ${attempt + 1} attempt(s) (${code})${retryable ? `; the EBS direct API kept refusing: run again later or lower ${Input.UploadConcurrency}` : ''}`
           )
         }
         this.retries++

@@ -1,7 +1,7 @@
 // What the steps of one run share: the settings, the clients, the ledger, and what earlier
 // steps found or made for later ones.
 import type { Clients } from '../aws/clients.js'
-import type { Settings } from '../settings.js'
+import type { Settings } from '../settings/index.js'
 import type { Logger, StepContext } from './runner.js'
 
 export type OutputName =

@@ -4,10 +4,11 @@
 // bundle and convert steps: the first one that runs makes the parameter, later ones reuse it.
 import { PutParameterCommand } from '@aws-sdk/client-ssm'
 import { errorCode } from '../aws/poll.js'
-import type { KeyMaterial } from '../settings.js'
+import type { KeyMaterial } from '../settings/index.js'
 import type { RunContext } from './context.js'
 import type { Step } from './runner.js'
 import { RUN_TAG, runIdOf } from './convert/state.js'
+import { Input, type InputName } from '../settings/inputs.js'
 
 const STATE_KEY = 'keyParameter'
 
@@ -27,8 +28,8 @@ export interface KeyMaterialKind {
   stateKey: string
   /** For messages: "private key", "certificate". */
   label: string
-  valueInput: string
-  parameterInput: string
+  valueInput: InputName
+  parameterInput: InputName
   material: (ctx: RunContext) => KeyMaterial | undefined
   temporaryName: (runId: string) => string
 }
@@ -36,8 +37,8 @@ export interface KeyMaterialKind {
 export const PRIVATE_KEY: KeyMaterialKind = {
   stateKey: STATE_KEY,
   label: 'private key',
-  valueInput: 'x509-private-key',
-  parameterInput: 'x509-private-key-parameter',
+  valueInput: Input.X509PrivateKey,
+  parameterInput: Input.X509PrivateKeyParameter,
   material: (ctx) => ctx.settings.x509.privateKey,
   temporaryName: temporaryKeyParameterName
 }

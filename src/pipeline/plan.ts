@@ -1,6 +1,6 @@
 // Which steps run, by mode. bundle: bundle steps; convert: convert steps; full: both, the
 // bundle's manifest, image facts and key handed to convert through the run context.
-import type { Settings } from '../settings.js'
+import type { Settings } from '../settings/index.js'
 import { bundleSteps } from './bundle/index.js'
 import type { RunContext } from './context.js'
 import { convertSteps, convertWork, fullChecks, HELPER_ONLY, RUNNER_ONLY } from './convert/index.js'

@@ -1,3 +1,4 @@
+import { Input } from '../settings/inputs.js'
 // Known failures of the AMI tools, the AWS CLI and bundle.sh, each with the one-line fix.
 // Sources: the seed README's "Issues" list, Packer's amazon-instance builder and its issues
 // (#3615, #3179, #1599, #7991, packer-plugin-amazon#426, #246) and ec2-ami-tools 1.5 itself.
@@ -14,7 +15,7 @@ export const hints: readonly Hint[] = [
   {
     pattern: /(no such file to load|cannot load such file) -- openssl/,
     problem: "Ruby on the source instance lacks its openssl library, which the AMI tools' crypto needs.",
-    fix: 'Install ruby-full (apt-get install -y ruby-full; on yum/dnf systems the ruby openssl package) or set install-prerequisites: true.'
+    fix: `Install ruby-full (apt-get install -y ruby-full; on yum/dnf systems the ruby openssl package) or set ${Input.InstallPrerequisites}: true.`
   },
   {
     pattern: /AccessControlListNotSupported|bucket does not allow ACLs/,
@@ -44,22 +45,22 @@ export const hints: readonly Hint[] = [
     pattern: /Couldn't find grub stages|Required utility 'grub' not found/,
     problem:
       'ec2-bundle-vol installs GRUB legacy (grub 0.9x) into hvm images, and it is not installed on the instance.',
-    fix: 'Install GRUB legacy on the source instance (apt-get install -y grub / yum install -y grub, giving grub --version 0.97) or set install-prerequisites: true.'
+    fix: `Install GRUB legacy on the source instance (apt-get install -y grub / yum install -y grub, giving grub --version 0.97) or set ${Input.InstallPrerequisites}: true.`
   },
   {
     pattern: /Required utility '(kpartx|parted|sgdisk|dmsetup|losetup)' not found/,
     problem: 'ec2-bundle-vol needs the partitioning tools to build an hvm disk image.',
-    fix: 'Install gdisk, kpartx and parted on the source instance (apt-get/yum install -y gdisk kpartx parted) or set install-prerequisites: true.'
+    fix: `Install gdisk, kpartx and parted on the source instance (apt-get/yum install -y gdisk kpartx parted) or set ${Input.InstallPrerequisites}: true.`
   },
   {
     pattern: /undefined method [`']exists\?' for (class )?File/,
     problem: 'The AMI tools on the instance call File.exists?, which Ruby 3.2 removed.',
-    fix: "Replace File.exists? with File.exist? in the tools' lib/**/*.rb, or remove them and set install-prerequisites: true (the pinned 1.5.19 is installed patched)."
+    fix: `Replace File.exists? with File.exist? in the tools' lib/**/*.rb, or remove them and set ${Input.InstallPrerequisites}: true (the pinned 1.5.19 is installed patched).`
   },
   {
     pattern: /invalid option: --region/,
     problem: 'The AMI tools on the instance are older than 1.5 and do not know --region.',
-    fix: "Install ec2-ami-tools 1.5.x from Amazon's zip (remove the distribution's old ec2-ami-tools package first) or set install-prerequisites: true."
+    fix: `Install ec2-ami-tools 1.5.x from Amazon's zip (remove the distribution's old ec2-ami-tools package first) or set ${Input.InstallPrerequisites}: true.`
   },
   {
     pattern: /RequestExpired|ExpiredToken|security token included in the request is expired/,

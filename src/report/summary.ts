@@ -4,10 +4,11 @@
 import * as core from '@actions/core'
 import type { OutputName, RunContext } from '../pipeline/context.js'
 import { formatSeconds, type PipelineResult } from '../pipeline/runner.js'
-import type { Mode, Settings } from '../settings.js'
+import type { Mode, Settings } from '../settings/index.js'
 import type { VerifyState } from '../pipeline/verify/instance-types.js'
 import { bootCheckSection } from './boot-check.js'
 import { failureLine } from './failure.js'
+import { Input } from '../settings/inputs.js'
 
 export interface SummaryInput {
   mode: Mode
@@ -144,7 +145,7 @@ export function bootsOn(facts: Record<string, string>): string | undefined {
   const virtualization = facts['virtualization type']
   if (!virtualization) return undefined
   if (virtualization === 'paravirtual')
-    return 'Paravirtual: only previous-generation families that still offer PV (m1, m2, m3, c1, c3, t1, hs1). Modern families need an hvm image (output-virtualization-type: hvm).'
+    return `Paravirtual: only previous-generation families that still offer PV (m1, m2, m3, c1, c3, t1, hs1). Modern families need an hvm image (${Input.OutputVirtualizationType}: hvm).`
   if (facts.hvm_families !== undefined) return convertedBootsOn(facts)
   const nvme = facts.initramfs_nvme
   const ena = facts.initramfs_ena
@@ -164,7 +165,7 @@ export function bootsOn(facts: Record<string, string>): string | undefined {
   if (drivers === 'both' && enaRegistered)
     return 'hvm with NVMe and ENA drivers: Xen families such as t2, m4, c4 and Nitro families such as t3, m5, c5, m6i, m7i.'
   if (drivers === 'both')
-    return 'hvm with NVMe and ENA drivers, but registered without ENA support: Xen families such as t2, m4, c4; register with ena-support: true for Nitro families.'
+    return `hvm with NVMe and ENA drivers, but registered without ENA support: Xen families such as t2, m4, c4; register with ${Input.EnaSupport}: true for Nitro families.`
   if (drivers === 'unknown')
     return 'hvm: Xen families such as t2, m4, c4. Whether Nitro families (t3, m5, c5…) can boot it is unknown: the image was not checked for NVMe and ENA drivers, or its initramfs could not be read.'
   return `hvm, ${drivers} driver: Xen families such as t2, m4, c4 only; Nitro families (t3, m5, c5…) need both NVMe and ENA drivers in the initramfs.`

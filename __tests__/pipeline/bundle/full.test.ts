@@ -5,7 +5,7 @@ import { makeClients } from '../../../src/aws/clients.js'
 import { planSteps } from '../../../src/pipeline/plan.js'
 import { resourceRemover } from '../../../src/pipeline/resources.js'
 import { messageOf, runPipeline } from '../../../src/pipeline/runner.js'
-import { readSettings } from '../../../src/settings.js'
+import { readSettings } from '../../../src/settings/index.js'
 import { type AccountMocks, serviceError } from '../../__fixtures__/aws-account.js'
 import {
   FULL_PREFIX,

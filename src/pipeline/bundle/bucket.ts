@@ -7,8 +7,9 @@ import {
   type S3Client
 } from '@aws-sdk/client-s3'
 import { errorCode } from '../../aws/poll.js'
-import type { IfBundleExists } from '../../settings.js'
+import type { IfBundleExists } from '../../settings/index.js'
 import type { Logger } from '../runner.js'
+import { Input } from '../../settings/inputs.js'
 
 /** LocationConstraint → region: none means us-east-1, 'EU' is the old name of eu-west-1. */
 export function bucketRegion(constraint: string | undefined | null): string {
@@ -34,7 +35,7 @@ export async function checkBucketRegion(s3: S3Client, bucket: string, region: st
     const code = errorCode(err) ?? 'error'
     if (code === 'NoSuchBucket')
       throw new Error(
-        `The bucket '${bucket}' (s3-bucket) does not exist; create it in ${region} (aws s3 mb s3://${bucket} --region ${region}) or name an existing one`
+        `The bucket '${bucket}' (${Input.S3Bucket}) does not exist; create it in ${region} (aws s3 mb s3://${bucket} --region ${region}) or name an existing one`
       )
     if (code === 'AccessDenied' || code === 'Forbidden')
       throw new Error(
@@ -45,7 +46,7 @@ export async function checkBucketRegion(s3: S3Client, bucket: string, region: st
       throw wrongRegion(bucket, where ?? 'another region', region)
     }
     throw new Error(
-      `Could not read the region of bucket '${bucket}' (${code}); check s3-bucket and the action's S3 permissions`
+      `Could not read the region of bucket '${bucket}' (${code}); check ${Input.S3Bucket} and the action's S3 permissions`
     )
   }
   if (actual !== region) throw wrongRegion(bucket, actual, region)
@@ -53,7 +54,7 @@ export async function checkBucketRegion(s3: S3Client, bucket: string, region: st
 
 const wrongRegion = (bucket: string, actual: string, region: string): Error =>
   new Error(
-    `The bucket '${bucket}' is in ${actual}, not in ${region} where the source instance runs; ec2-upload-bundle and RegisterImage need a bucket in the instance's region: use a bucket in ${region} (s3-bucket)`
+    `The bucket '${bucket}' is in ${actual}, not in ${region} where the source instance runs; ec2-upload-bundle and RegisterImage need a bucket in the instance's region: use a bucket in ${region} (${Input.S3Bucket})`
   )
 
 /** ec2-upload-bundle sets the aws-exec-read ACL so that EC2 may read the parts; ACL-less buckets refuse it. */
@@ -72,7 +73,7 @@ export async function checkBucketAcceptsAcls(s3: S3Client, bucket: string, log: 
       return
     }
     throw new Error(
-      `Could not read the Object Ownership of bucket '${bucket}' (${code}); check s3-bucket and the action's S3 permissions`
+      `Could not read the Object Ownership of bucket '${bucket}' (${code}); check ${Input.S3Bucket} and the action's S3 permissions`
     )
   }
   if (ownership === 'BucketOwnerEnforced')
@@ -120,11 +121,11 @@ export async function checkPrefixFree(
   const more = manifests.length > 1 ? ` and ${manifests.length - 1} more` : ''
   if (ifExists === 'overwrite') {
     log.warning(
-      `s3://${bucket}/${prefix}/ already holds a bundle (${first}${more}); if-bundle-exists: overwrite replaces it, and if this run fails the bundle there is removed unless keep-bundle is true`
+      `s3://${bucket}/${prefix}/ already holds a bundle (${first}${more}); ${Input.IfBundleExists}: overwrite replaces it, and if this run fails the bundle there is removed unless ${Input.KeepBundle} is true`
     )
     return
   }
   throw new Error(
-    `s3://${bucket}/${prefix}/ already holds a bundle (${first}${more}); choose another s3-prefix, remove that bundle, or set if-bundle-exists: overwrite`
+    `s3://${bucket}/${prefix}/ already holds a bundle (${first}${more}); choose another ${Input.S3Prefix}, remove that bundle, or set ${Input.IfBundleExists}: overwrite`
   )
 }

@@ -8,6 +8,7 @@ import type { RunContext } from '../context.js'
 import { deliverKeyMaterial, type KeyMaterialKind, keyParameterStep } from '../key-parameter.js'
 import type { Step } from '../runner.js'
 import { changing } from './state.js'
+import { Input } from '../../settings/inputs.js'
 
 const STATE_KEY = 'certificateParameter'
 
@@ -24,8 +25,8 @@ export const temporaryCertificateParameterName = (runId: string): string =>
 const CERTIFICATE: KeyMaterialKind = {
   stateKey: STATE_KEY,
   label: 'certificate',
-  valueInput: 'x509-certificate',
-  parameterInput: 'x509-certificate-parameter',
+  valueInput: Input.X509Certificate,
+  parameterInput: Input.X509CertificateParameter,
   material: (ctx) => ctx.settings.x509.certificate,
   temporaryName: temporaryCertificateParameterName
 }

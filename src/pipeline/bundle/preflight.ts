@@ -11,12 +11,13 @@ import {
 import { SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
 import { provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
-import type { Architecture, VirtualizationType } from '../../settings.js'
+import type { Architecture, VirtualizationType } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { checkBucketAcceptsAcls, checkBucketRegion, checkPrefixFree } from './bucket.js'
 import { registerInstanceStoreInput } from './register.js'
 import { BUNDLE_NAME, type BundleImageFacts, bundleState } from './state.js'
+import { Input } from '../../settings/inputs.js'
 
 /** bundle.sh's own rules for what it accepts (narrower than the inputs in places). */
 const HVM_ROOT_DEVICES = ['/dev/sda1', '/dev/xvda']
@@ -34,7 +35,7 @@ async function sourceInstance(ec2: EC2Client, instanceId: string, region: string
     if (instance) return { instance, ownerId: r.OwnerId }
   }
   throw new Error(
-    `The source instance ${instanceId} does not exist in ${region}; check source-instance-id and region`
+    `The source instance ${instanceId} does not exist in ${region}; check ${Input.SourceInstanceId} and ${Input.Region}`
   )
 }
 
@@ -52,11 +53,11 @@ export function imageFacts(instance: Instance, ctx: RunContext): BundleImageFact
     )
   if (virtualizationType !== 'hvm' && virtualizationType !== 'paravirtual')
     throw new Error(
-      `The source instance ${id} reports no virtualization type; set virtualization-type to hvm or paravirtual`
+      `The source instance ${id} reports no virtualization type; set ${Input.VirtualizationType} to hvm or paravirtual`
     )
   if (virtualizationType === 'hvm' && !HVM_ROOT_DEVICES.includes(rootDeviceName))
     throw new Error(
-      `The root device ${rootDeviceName} of ${id} cannot be bundled as hvm: ec2-bundle-vol's block-device mapping supports /dev/sda1 and /dev/xvda; set root-device-name to one of them`
+      `The root device ${rootDeviceName} of ${id} cannot be bundled as hvm: ec2-bundle-vol's block-device mapping supports /dev/sda1 and /dev/xvda; set ${Input.RootDeviceName} to one of them`
     )
   const paravirtual = virtualizationType === 'paravirtual'
   return {
@@ -125,7 +126,7 @@ async function checkAmiNameFree(ec2: EC2Client, name: string): Promise<void> {
   const taken = out.Images?.find((i) => i.Name === name)
   if (taken)
     throw new Error(
-      `An AMI named '${name}' already exists (${taken.ImageId}); the instance-store AMI takes the name '<ami-name>-instance-store': choose another ami-name or deregister ${taken.ImageId}`
+      `An AMI named '${name}' already exists (${taken.ImageId}); the instance-store AMI takes the name '<${Input.AmiName}>-instance-store': choose another ${Input.AmiName} or deregister ${taken.ImageId}`
     )
 }
 
@@ -160,9 +161,9 @@ export function bundlePreflight(now: () => Date = () => new Date()): Step<RunCon
     run: async (ctx) => {
       const { settings, clients } = ctx
       const s = bundleState(ctx)
-      const instanceId = required(settings.source.instanceId, 'source-instance-id')
-      s.bucket = required(settings.bundle.bucket, 's3-bucket')
-      s.prefix = required(settings.bundle.prefix, 's3-prefix')
+      const instanceId = required(settings.source.instanceId, Input.SourceInstanceId)
+      s.bucket = required(settings.bundle.bucket, Input.S3Bucket)
+      s.prefix = required(settings.bundle.prefix, Input.S3Prefix)
 
       const { instance, ownerId } = await sourceInstance(clients.ec2, instanceId, settings.region)
       checkSource(instance, settings.region)
@@ -182,7 +183,7 @@ export function bundlePreflight(now: () => Date = () => new Date()): Step<RunCon
       s.amiName = `${settings.ami.name ?? defaultAmiName(instanceId, now())}-instance-store`
       if (s.amiName.length > 128)
         throw new Error(
-          `The instance-store AMI name '${s.amiName}' is longer than 128 characters; shorten ami-name`
+          `The instance-store AMI name '${s.amiName}' is longer than 128 characters; shorten ${Input.AmiName}`
         )
       await checkAmiNameFree(clients.ec2, s.amiName)
       await checkRegisterPermission(ctx, s.amiName, s.facts)

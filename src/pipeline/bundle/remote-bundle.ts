@@ -8,6 +8,7 @@ import type { Step } from '../runner.js'
 import { keyParameterName } from '../key-parameter.js'
 import { certificateParameterName } from './key-material.js'
 import { BUNDLE_NAME, bundleState, changing } from './state.js'
+import { Input } from '../../settings/inputs.js'
 
 /** bundle.sh's command line (see the header of src/scripts/bundle.sh). */
 export function bundleArgs(ctx: RunContext): string[] {
@@ -45,12 +46,12 @@ export const bundleVolume: Step<RunContext> = {
   enabled: changing,
   run: async (ctx) => {
     const s = bundleState(ctx)
-    const instanceId = required(ctx.settings.source.instanceId, 'source-instance-id')
+    const instanceId = required(ctx.settings.source.instanceId, Input.SourceInstanceId)
     const manifestUrl = required(s.manifestUrl, 'the manifest location')
     const args = bundleArgs(ctx)
     if (ctx.settings.bundle.keep)
       ctx.log.info(
-        `keep-bundle: the objects under ${manifestUrl.replace(/[^/]+$/, '')} stay even if the run fails`
+        `${Input.KeepBundle}: the objects under ${manifestUrl.replace(/[^/]+$/, '')} stay even if the run fails`
       )
     // With keep-bundle nothing may remove the objects, not even the post entry: they are not recorded.
     else ctx.ledger.record({ kind: 'bundle', id: manifestUrl, removeOn: 'failure' })

@@ -1,5 +1,5 @@
 // What the bundle steps hand each other through ctx.state.bundle, and the small helpers they share.
-import type { Architecture, VirtualizationType } from '../../settings.js'
+import type { Architecture, VirtualizationType } from '../../settings/index.js'
 import { type RunContext, stepState } from '../context.js'
 
 /** ec2-bundle-vol's -p: the bundle is <prefix>/image.manifest.xml and image.part.NN beside it. */

@@ -2,10 +2,11 @@
 // overridden by its input; for a manifest-location source the inputs are all there is.
 // Also where a dry run ends: everything has been checked by now and nothing was made.
 import type { Image } from '@aws-sdk/client-ec2'
-import type { Architecture, BootMode, Settings, VirtualizationType } from '../../settings.js'
+import type { Architecture, BootMode, Settings, VirtualizationType } from '../../settings/index.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { convertState, type ImageFacts } from './state.js'
+import { Input } from '../../settings/inputs.js'
 
 const ARCHITECTURES: readonly string[] = ['x86_64', 'i386', 'arm64']
 
@@ -28,16 +29,16 @@ export function deriveImageFacts(settings: Settings, source: Image | undefined):
   const architecture = image.architecture ?? source?.Architecture
   if (!architecture || !ARCHITECTURES.includes(architecture))
     throw new Error(
-      `The architecture of ${what} is '${architecture ?? 'unknown'}'; set 'architecture' (x86_64, i386 or arm64)`
+      `The architecture of ${what} is '${architecture ?? 'unknown'}'; set '${Input.Architecture}' (x86_64, i386 or arm64)`
     )
   const sourceType = sourceVirtualizationType(settings, source)
   if (sourceType !== 'hvm' && sourceType !== 'paravirtual')
     throw new Error(
-      `The virtualization type of ${what} is unknown; set 'virtualization-type' (hvm or paravirtual)`
+      `The virtualization type of ${what} is unknown; set '${Input.VirtualizationType}' (hvm or paravirtual)`
     )
   if (sourceType === 'hvm' && image.outputVirtualizationType === 'paravirtual')
     throw new Error(
-      `${what} is hvm, and an hvm image cannot be made paravirtual; leave 'output-virtualization-type' empty or set it to hvm`
+      `${what} is hvm, and an hvm image cannot be made paravirtual; leave '${Input.OutputVirtualizationType}' empty or set it to hvm`
     )
   const toHvm = convertsToHvm(settings, source)
   if (toHvm) {
@@ -63,7 +64,7 @@ export function deriveImageFacts(settings: Settings, source: Image | undefined):
   const kernelId = paravirtual ? (image.kernelId ?? source?.KernelId) : undefined
   if (paravirtual && !kernelId)
     throw new Error(
-      `A paravirtual AMI boots through a kernel image and ${what} names none; set 'kernel-id' to a PV-GRUB hd0 AKI of the region, or 'output-virtualization-type: hvm'`
+      `A paravirtual AMI boots through a kernel image and ${what} names none; set '${Input.KernelId}' to a PV-GRUB hd0 AKI of the region, or '${Input.OutputVirtualizationType}: hvm'`
     )
   const bootMode =
     virtualizationType === 'hvm' ? (ami.bootMode ?? (source?.BootMode as BootMode | undefined)) : undefined
@@ -109,7 +110,7 @@ export const imageFactsStep: Step<RunContext> = {
       )
     else if (f.virtualizationType === 'hvm' && f.enaSupport !== true)
       ctx.log.info(
-        'ENA support is off: the AMI will not launch on current (Nitro) instance types; set ena-support: true if its kernel has the ena driver'
+        `ENA support is off: the AMI will not launch on current (Nitro) instance types; set ${Input.EnaSupport}: true if its kernel has the ena driver`
       )
     if (ctx.settings.dryRun) {
       s.stop = 'dry-run'

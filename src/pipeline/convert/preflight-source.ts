@@ -11,6 +11,7 @@ import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { convertsToHvm } from './image-facts.js'
 import { convertState, GiB, HVM_PARTITION_OFFSET, RUN_TAG } from './state.js'
+import { Input } from '../../settings/inputs.js'
 
 const parses = (pem: string | undefined): pem is string => {
   if (!pem) return false
@@ -61,11 +62,11 @@ async function describeSourceImage(ctx: RunContext, amiId: string): Promise<Imag
   }
   if (!image)
     throw new Error(
-      `Source AMI ${amiId} does not exist in ${ctx.settings.region} or is not visible to this account; check 'source-ami-id' and 'region'`
+      `Source AMI ${amiId} does not exist in ${ctx.settings.region} or is not visible to this account; check '${Input.SourceAmiId}' and '${Input.Region}'`
     )
   if (image.RootDeviceType === 'ebs')
     throw new Error(
-      `Source AMI ${amiId} is already EBS-backed; there is nothing to convert (give an instance-store AMI in 'source-ami-id')`
+      `Source AMI ${amiId} is already EBS-backed; there is nothing to convert (give an instance-store AMI in '${Input.SourceAmiId}')`
     )
   if (image.State !== 'available')
     throw new Error(`Source AMI ${amiId} is ${image.State}; only an available AMI can be converted`)
@@ -100,12 +101,12 @@ async function checkAmiName(ctx: RunContext, name: string, sourceId: string | un
   const id = existing.ImageId as string
   if (id === sourceId || existing.RootDeviceType !== 'ebs')
     throw new Error(
-      `AMI name '${name}' belongs to the instance-store AMI ${id}; set 'ami-name' to a different name for the EBS-backed AMI`
+      `AMI name '${name}' belongs to the instance-store AMI ${id}; set '${Input.AmiName}' to a different name for the EBS-backed AMI`
     )
   switch (ctx.settings.ami.ifExists) {
     case 'fail':
       throw new Error(
-        `An AMI named '${name}' already exists (${id}); set 'if-ami-exists' to reuse or replace, or choose another 'ami-name'`
+        `An AMI named '${name}' already exists (${id}); set '${Input.IfAmiExists}' to reuse or replace, or choose another '${Input.AmiName}'`
       )
     case 'reuse': {
       s.stop = 'reuse'
@@ -114,7 +115,7 @@ async function checkAmiName(ctx: RunContext, name: string, sourceId: string | un
       ctx.outputs['ami-id'] = id
       if (snapshot) ctx.outputs['snapshot-id'] = snapshot
       ctx.log.info(
-        `AMI '${name}' exists (${id}); if-ami-exists: reuse, so it is the result and nothing is made`
+        `AMI '${name}' exists (${id}); ${Input.IfAmiExists}: reuse, so it is the result and nothing is made`
       )
       return
     }
@@ -125,7 +126,7 @@ async function checkAmiName(ctx: RunContext, name: string, sourceId: string | un
       )
       s.replaces = existing
       ctx.log.info(
-        `AMI '${name}' exists (${id}); if-ami-exists: replace, so it is deregistered once the new image is ready`
+        `AMI '${name}' exists (${id}); ${Input.IfAmiExists}: replace, so it is deregistered once the new image is ready`
       )
       return
   }
@@ -147,14 +148,14 @@ export const preflightSourceStep: Step<RunContext> = {
           )
           return
         }
-        throw new Error("No source to convert: set 'source-ami-id' or 'manifest-location'")
+        throw new Error(`No source to convert: set '${Input.SourceAmiId}' or '${Input.ManifestLocation}'`)
       }
       const image = await describeSourceImage(ctx, amiId)
       s.sourceImage = image
       manifest = manifestFromImageLocation(image.ImageLocation ?? '')
       if (!manifest)
         throw new Error(
-          `Source AMI ${amiId} has no usable bundle location ('${image.ImageLocation ?? ''}'); set 'manifest-location' to s3://bucket/prefix/name.manifest.xml instead`
+          `Source AMI ${amiId} has no usable bundle location ('${image.ImageLocation ?? ''}'); set '${Input.ManifestLocation}' to s3://bucket/prefix/name.manifest.xml instead`
         )
       ctx.log.info(
         `source ${amiId} (${image.Name ?? 'no name'}): instance-store, bundle at ${s3Url(manifest)}`
@@ -177,7 +178,7 @@ export const preflightSourceStep: Step<RunContext> = {
     const asked = settings.ami.volumeSizeGiB
     if (asked !== undefined && asked < needed)
       throw new Error(
-        `'volume-size' ${asked} GiB is smaller than the image (${parsed.imageBytes} bytes${partitioned ? ' after a 1 MiB partition offset' : ''} = ${needed} GiB); set it to ${needed} or more, or leave it empty`
+        `'${Input.VolumeSize}' ${asked} GiB is smaller than the image (${parsed.imageBytes} bytes${partitioned ? ' after a 1 MiB partition offset' : ''} = ${needed} GiB); set it to ${needed} or more, or leave it empty`
       )
     s.volumeSizeGiB = Math.max(needed, asked ?? 0)
     ctx.log.info(`volume size: ${s.volumeSizeGiB} GiB`)

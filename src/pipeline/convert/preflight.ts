@@ -13,12 +13,13 @@ import { DescribeParametersCommand, GetParameterCommand } from '@aws-sdk/client-
 import { describeInstance, SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
 import { type Proof, provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../aws/poll.js'
-import type { HelperLaunch } from '../../settings.js'
+import type { HelperLaunch } from '../../settings/index.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { registerImageInput } from './register.js'
 import { convertState, tagSpec } from './state.js'
 import { createVolumeInput } from './volume.js'
+import { Input } from '../../settings/inputs.js'
 
 /** Stand-ins for ids that do not exist yet; EC2 checks permission before it looks them up. */
 const PLACEHOLDER_VOLUME = 'vol-00000000000000000'
@@ -48,16 +49,16 @@ async function checkGivenHelper(ctx: RunContext, instanceId: string): Promise<He
   }
   if (!instance)
     throw new Error(
-      `Helper instance ${instanceId} does not exist in ${ctx.settings.region}; check 'helper-instance-id' and 'region'`
+      `Helper instance ${instanceId} does not exist in ${ctx.settings.region}; check '${Input.HelperInstanceId}' and '${Input.Region}'`
     )
   const state = instance.State?.Name
   if (state !== 'running')
     throw new Error(
-      `Helper instance ${instanceId} is ${state ?? 'in an unknown state'}; start it or give a running 'helper-instance-id'`
+      `Helper instance ${instanceId} is ${state ?? 'in an unknown state'}; start it or give a running '${Input.HelperInstanceId}'`
     )
   if (instance.RootDeviceType !== 'ebs')
     throw new Error(
-      `Helper instance ${instanceId} is instance-store-backed; the helper must be EBS-backed: give another 'helper-instance-id' or launch one with 'helper-subnet-id'`
+      `Helper instance ${instanceId} is instance-store-backed; the helper must be EBS-backed: give another '${Input.HelperInstanceId}' or launch one with '${Input.HelperSubnetId}'`
     )
   const ping = await ssmPingStatus(ssm, instanceId)
   if (ping !== 'Online')
@@ -82,7 +83,7 @@ async function checkLaunch(ctx: RunContext, launch: HelperLaunch): Promise<Helpe
   }
   if (!az)
     throw new Error(
-      `Subnet ${launch.subnetId} does not exist in ${ctx.settings.region}; check 'helper-subnet-id'`
+      `Subnet ${launch.subnetId} does not exist in ${ctx.settings.region}; check '${Input.HelperSubnetId}'`
     )
 
   const s = convertState(ctx)
@@ -95,10 +96,10 @@ async function checkLaunch(ctx: RunContext, launch: HelperLaunch): Promise<Helpe
       amiId = out.Parameter?.Value
     } catch (err) {
       throw new Error(
-        `Could not read the latest Amazon Linux 2023 AMI id from ${name} (${errorCode(err) ?? 'error'}); allow ssm:GetParameter on it or set 'helper-ami-id'`
+        `Could not read the latest Amazon Linux 2023 AMI id from ${name} (${errorCode(err) ?? 'error'}); allow ssm:GetParameter on it or set '${Input.HelperAmiId}'`
       )
     }
-    if (!amiId) throw new Error(`SSM parameter ${name} is empty; set 'helper-ami-id'`)
+    if (!amiId) throw new Error(`SSM parameter ${name} is empty; set '${Input.HelperAmiId}'`)
     ctx.log.info(`helper AMI: ${amiId} (latest Amazon Linux 2023, ${arch})`)
   }
   s.helperAmiId = amiId
@@ -152,7 +153,7 @@ async function checkKeyParameter(ctx: RunContext): Promise<void> {
   const found = out.Parameters?.find((p) => p.Name === key.name || `/${p.Name}` === key.name)
   if (!found)
     throw new Error(
-      `SSM parameter ${key.name} does not exist in ${ctx.settings.region}; check 'x509-private-key-parameter' (a SecureString holding the PEM private key)`
+      `SSM parameter ${key.name} does not exist in ${ctx.settings.region}; check '${Input.X509PrivateKeyParameter}' (a SecureString holding the PEM private key)`
     )
   if (found.Type !== 'SecureString')
     ctx.log.warning(
@@ -243,7 +244,9 @@ export const preflightStep: Step<RunContext> = {
   name: 'preflight',
   run: async (ctx) => {
     if (ctx.settings.convertOn === 'runner') {
-      ctx.log.info('convert-on: runner: no helper; the runner writes the snapshot with the EBS direct APIs')
+      ctx.log.info(
+        `${Input.ConvertOn}: runner: no helper; the runner writes the snapshot with the EBS direct APIs`
+      )
       await checkKeyParameter(ctx)
       report(
         ctx,
@@ -258,7 +261,7 @@ export const preflightStep: Step<RunContext> = {
     else if (helper.launch) place = await checkLaunch(ctx, helper.launch)
     else
       throw new Error(
-        "No helper: set 'helper-instance-id' (a running EBS-backed instance online in SSM) or 'helper-subnet-id' and 'helper-instance-profile' to launch one"
+        `No helper: set '${Input.HelperInstanceId}' (a running EBS-backed instance online in SSM) or '${Input.HelperSubnetId}' and '${Input.HelperInstanceProfile}' to launch one`
       )
     await checkKeyParameter(ctx)
     await provePermissions(ctx, place)

@@ -17,10 +17,11 @@ import {
 } from '@aws-sdk/client-ec2'
 import { s3Url } from '../../aws/manifest.js'
 import { errorCode, poll } from '../../aws/poll.js'
-import type { VolumeType } from '../../settings.js'
+import type { VolumeType } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
 import { messageOf, type Step } from '../runner.js'
 import { convertState, type ImageFacts, proceeding, runIdOf, tagSpec } from './state.js'
+import { Input } from '../../settings/inputs.js'
 
 export interface RegisterRequest {
   name: string
@@ -100,7 +101,7 @@ async function waitAvailable(ctx: RunContext, imageId: string): Promise<void> {
       if (image?.State === 'available') return { done: true, value: image }
       if (image?.State === 'failed' || image?.State === 'error' || image?.State === 'invalid')
         throw new Error(
-          `AMI ${imageId} went to state '${image.State}'${image.StateReason?.Message ? `: ${image.StateReason.Message}` : ''}; check the image facts (architecture, root-device-name, virtualization-type, kernel-id) and run again`
+          `AMI ${imageId} went to state '${image.State}'${image.StateReason?.Message ? `: ${image.StateReason.Message}` : ''}; check the image facts (${Input.Architecture}, ${Input.RootDeviceName}, ${Input.VirtualizationType}, ${Input.KernelId}) and run again`
         )
       return { done: false, progress: image?.State ?? 'not listed yet' }
     }
@@ -113,11 +114,11 @@ async function deregisterReplaced(ctx: RunContext, old: Image): Promise<void> {
   } catch (err) {
     if (errorCode(err) === 'InvalidAMIID.NotFound' || errorCode(err) === 'InvalidAMIID.Unavailable') return
     throw new Error(
-      `Could not deregister ${old.ImageId}, the AMI that if-ami-exists: replace replaces (${errorCode(err) ?? messageOf(err)}); deregister it by hand or choose another 'ami-name'`
+      `Could not deregister ${old.ImageId}, the AMI that ${Input.IfAmiExists}: replace replaces (${errorCode(err) ?? messageOf(err)}); deregister it by hand or choose another '${Input.AmiName}'`
     )
   }
   ctx.log.info(
-    `deregistered the old AMI ${old.ImageId} (if-ami-exists: replace); its snapshots go once the new AMI has its name`
+    `deregistered the old AMI ${old.ImageId} (${Input.IfAmiExists}: replace); its snapshots go once the new AMI has its name`
   )
 }
 

@@ -12,12 +12,13 @@ import { readBundleSecrets, unwrapBundleKey, verifyManifestSignature } from '../
 import { partKey, s3Url } from '../../aws/manifest.js'
 import { errorCode } from '../../aws/poll.js'
 import { SnapshotBlockWriter } from '../../aws/snapshot-blocks.js'
-import type { KeyMaterial } from '../../settings.js'
+import type { KeyMaterial } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
 import { messageOf, type Step } from '../runner.js'
 import { decodeBundle, newDecodeStats } from './bundle-decode.js'
 import { waitForSnapshot } from './snapshot.js'
 import { clientToken, convertState, proceeding, tagsFor } from './state.js'
+import { Input, type InputName } from '../../settings/inputs.js'
 
 export const onRunner = (ctx: RunContext): boolean => ctx.settings.convertOn === 'runner'
 
@@ -25,7 +26,7 @@ export const onRunner = (ctx: RunContext): boolean => ctx.settings.convertOn ===
 export async function readKeyMaterial(
   ctx: RunContext,
   material: KeyMaterial,
-  input: string
+  input: InputName
 ): Promise<string> {
   if (material.kind === 'value') return material.pem
   try {
@@ -72,10 +73,10 @@ export const runnerWriteStep: Step<RunContext> = {
 
     const keyMaterial = ctx.settings.x509.privateKey
     if (!keyMaterial)
-      throw new Error("No private key: set 'x509-private-key' or 'x509-private-key-parameter'")
-    const privateKeyPem = await readKeyMaterial(ctx, keyMaterial, 'x509-private-key-parameter')
+      throw new Error(`No private key: set '${Input.X509PrivateKey}' or '${Input.X509PrivateKeyParameter}'`)
+    const privateKeyPem = await readKeyMaterial(ctx, keyMaterial, Input.X509PrivateKeyParameter)
     const cert = ctx.settings.x509.certificate
-    const certificatePem = cert ? await readKeyMaterial(ctx, cert, 'x509-certificate-parameter') : undefined
+    const certificatePem = cert ? await readKeyMaterial(ctx, cert, Input.X509CertificateParameter) : undefined
     // The key first: a wrong key then says so, rather than failing the signature check with its public half.
     const { key, iv } = unwrapBundleKey(secrets, privateKeyPem)
     verifyManifestSignature(secrets, { certificatePem, privateKeyPem }, where)

@@ -1,7 +1,7 @@
 // What the convert steps hand each other through ctx.state.convert, and the small helpers they share.
 import { randomBytes } from 'node:crypto'
 import type { Image, ResourceType, TagSpecification } from '@aws-sdk/client-ec2'
-import type { Architecture, BootMode, S3Location, VirtualizationType } from '../../settings.js'
+import type { Architecture, BootMode, S3Location, VirtualizationType } from '../../settings/index.js'
 import { type RunContext, stepState } from '../context.js'
 
 export interface ImageFacts {

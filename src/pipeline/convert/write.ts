@@ -7,6 +7,7 @@ import { type RunContext, required } from '../context.js'
 import { keyParameterName } from '../key-parameter.js'
 import type { Step } from '../runner.js'
 import { convertState, type ImageFacts, proceeding } from './state.js'
+import { Input } from '../../settings/inputs.js'
 
 /**
  * ENA support of an image made hvm: registered only when its kernel has the ena driver. "ENA ...
@@ -26,7 +27,7 @@ function decideEnaSupport(ctx: RunContext, facts: ImageFacts, results: Record<st
     )
   } else if (ctx.settings.ami.enaSupport && !present)
     ctx.log.warning(
-      `ena-support: true, but the image's kernel has no ena driver (${ena ?? 'not checked'}): on Nitro families the instance will have no network`
+      `${Input.EnaSupport}: true, but the image's kernel has no ena driver (${ena ?? 'not checked'}): on Nitro families the instance will have no network`
     )
 }
 
@@ -74,7 +75,7 @@ export const writeImageStep: Step<RunContext> = {
       ctx.log.info(
         ctx.settings.logGroup
           ? `the command output was cut by SSM; all of it is in log group ${ctx.settings.logGroup}`
-          : 'the command output was cut by SSM; set log-group to keep all of it'
+          : `the command output was cut by SSM; set ${Input.LogGroup} to keep all of it`
       )
     if (facts.toHvm) decideEnaSupport(ctx, facts, result.results)
     ctx.log.info(

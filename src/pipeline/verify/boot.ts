@@ -17,6 +17,7 @@ import { clientToken, convertState, proceeding, tagSpec } from '../convert/state
 import { CancelledError, messageOf, type Step } from '../runner.js'
 import { consoleTail, decodeConsole, findBootFailure } from './console.js'
 import { type BootReport, type BootType, chooseBootType, verifyState } from './instance-types.js'
+import { Input } from '../../settings/inputs.js'
 
 export interface BootCheckOptions {
   /** Seconds from launch until both status checks must be ok. */
@@ -158,7 +159,7 @@ function keepProducts(ctx: RunContext): void {
     if (!id || !ctx.ledger.find(kind, id)) continue
     ctx.ledger.forget(kind, id)
     ctx.log.warning(
-      `kept ${kind} ${id} for inspection (verify-boot-failure: keep); remove it by hand when done`
+      `kept ${kind} ${id} for inspection (${Input.VerifyBootFailure}: keep); remove it by hand when done`
     )
   }
 }

@@ -9,10 +9,11 @@ import {
 } from '@aws-sdk/client-ec2'
 import { describeInstance } from '../../aws/instances.js'
 import { errorCode } from '../../aws/poll.js'
-import type { Architecture, VirtualizationType } from '../../settings.js'
+import type { Architecture, VirtualizationType } from '../../settings/index.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { convertState } from '../convert/state.js'
+import { Input } from '../../settings/inputs.js'
 
 export interface BootType {
   instanceType: string
@@ -71,34 +72,34 @@ export function defaultBootTypes(virtualization?: VirtualizationType, architectu
   return [...new Set([...DEFAULT_TYPES.paravirtual, ...hvm])]
 }
 
-const INPUT = 'verify-boot-instance-types'
+const INPUT = Input.VerifyBootInstanceTypes
 
 /** The subnet and groups: verify-boot-subnet-id, else the helper's (launched or given). */
 async function bootPlace(ctx: RunContext): Promise<Omit<BootPlan, 'types' | 'explicit'>> {
   const { verifyBoot, helper } = ctx.settings
   let subnetId = verifyBoot.subnetId
   let securityGroupIds = verifyBoot.securityGroupIds
-  let whose = "'verify-boot-subnet-id'"
+  let whose = `'${Input.VerifyBootSubnetId}'`
   if (!subnetId && helper.launch) {
     subnetId = helper.launch.subnetId
     if (securityGroupIds.length === 0) securityGroupIds = helper.launch.securityGroupIds
-    whose = "'helper-subnet-id' (used by the boot check as no 'verify-boot-subnet-id' is set)"
+    whose = `'${Input.HelperSubnetId}' (used by the boot check as no '${Input.VerifyBootSubnetId}' is set)`
   } else if (!subnetId && helper.instanceId) {
     const instance = await describeInstance(ctx.clients.ec2, helper.instanceId)
     subnetId = instance?.SubnetId
     if (!subnetId)
       throw new Error(
-        `Helper ${helper.instanceId} is in no VPC subnet, so the boot check has none to use; set 'verify-boot-subnet-id'`
+        `Helper ${helper.instanceId} is in no VPC subnet, so the boot check has none to use; set '${Input.VerifyBootSubnetId}'`
       )
     if (securityGroupIds.length === 0)
       securityGroupIds = (instance?.SecurityGroups ?? [])
         .map((g) => g.GroupId)
         .filter((g): g is string => !!g)
-    whose = `the subnet of helper ${helper.instanceId} (used by the boot check as no 'verify-boot-subnet-id' is set)`
+    whose = `the subnet of helper ${helper.instanceId} (used by the boot check as no '${Input.VerifyBootSubnetId}' is set)`
   }
   if (!subnetId)
     throw new Error(
-      "The boot check needs a subnet: set 'verify-boot-subnet-id' (or a helper to take it from)"
+      `The boot check needs a subnet: set '${Input.VerifyBootSubnetId}' (or a helper to take it from)`
     )
   let availabilityZone: string | undefined
   try {
@@ -180,7 +181,7 @@ export async function planBootCheck(
   const image = [virtualization, architecture].filter(Boolean).join(' ') || 'this'
   if (offered.length === 0)
     throw new Error(
-      `None of ${candidates.join(', ')} is offered in ${place.availabilityZone} (${ctx.settings.region}), where the boot check would run (subnet ${place.subnetId}); set '${INPUT}' to a type offered there that runs ${image} images${virtualization === 'paravirtual' ? ' (paravirtual images need a previous-generation type such as m3.medium, m1.small or c3.large, which newer regions do not offer)' : ''}, or 'verify-boot-subnet-id' to a subnet in another zone`
+      `None of ${candidates.join(', ')} is offered in ${place.availabilityZone} (${ctx.settings.region}), where the boot check would run (subnet ${place.subnetId}); set '${INPUT}' to a type offered there that runs ${image} images${virtualization === 'paravirtual' ? ' (paravirtual images need a previous-generation type such as m3.medium, m1.small or c3.large, which newer regions do not offer)' : ''}, or '${Input.VerifyBootSubnetId}' to a subnet in another zone`
     )
   if (types.length === 0)
     throw new Error(
@@ -207,7 +208,7 @@ export function chooseBootType(plan: BootPlan, facts: Record<string, string>): B
   const pick = nitroReady ? (nitro[0] ?? xen[0]) : (xen[0] ?? nitro[0])
   if (!pick)
     throw new Error(
-      `The image is registered without ENA support, and the boot check found only Nitro types (${plan.types.map((t) => t.instanceType).join(', ')}), which need it; set '${INPUT}' to a Xen type such as t2.small, or 'ena-support: true' if the image has the ena driver`
+      `The image is registered without ENA support, and the boot check found only Nitro types (${plan.types.map((t) => t.instanceType).join(', ')}), which need it; set '${INPUT}' to a Xen type such as t2.small, or '${Input.EnaSupport}: true' if the image has the ena driver`
     )
   return pick
 }
