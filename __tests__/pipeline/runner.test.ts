@@ -1,12 +1,7 @@
 import { describe, expect, it } from '@jest/globals'
 import { Ledger, type Resource } from '../../src/pipeline/ledger.js'
-import {
-  CancelledError,
-  type Logger,
-  runPipeline,
-  type Step,
-  type StepContext
-} from '../../src/pipeline/runner.js'
+import { type Logger, runPipeline, type Step, type StepContext } from '../../src/pipeline/runner.js'
+import { CancelledError } from '../../src/errors.js'
 
 interface TestCtx extends StepContext {
   events: string[]

@@ -3,7 +3,7 @@
 // The key never travels in SSM command parameters and never reaches the log. Shared by the
 // bundle and convert steps: the first one that runs makes the parameter, later ones reuse it.
 import { PutParameterCommand } from '@aws-sdk/client-ssm'
-import { errorCode } from '../aws/poll.js'
+import { errorCode } from '../errors.js'
 import type { KeyMaterial } from '../settings.js'
 import type { RunContext } from './context.js'
 import type { Step } from './runner.js'

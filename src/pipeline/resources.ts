@@ -13,7 +13,8 @@ import { CancelCommandCommand, DeleteParameterCommand } from '@aws-sdk/client-ss
 import type { Clients } from '../aws/clients.js'
 import { undoRemote } from '../aws/remote-script.js'
 import { waitForDetachment } from '../aws/ec2-wait.js'
-import { errorCode, poll } from '../aws/poll.js'
+import { poll } from '../aws/poll.js'
+import { errorCode } from '../errors.js'
 import { stopCommand } from '../aws/stop-command.js'
 import type { Resource } from './ledger.js'
 

@@ -1,6 +1,7 @@
 // Runs steps in order; on failure or cancellation unwinds the cleanups of the steps that ran,
 // in reverse. Cleanup problems become warnings and never replace the original error.
 import * as core from '@actions/core'
+import { CancelledError, errorCode, messageOf } from '../errors.js'
 import { describeResource, type Ledger, type Resource } from './ledger.js'
 
 export interface StepContext {
@@ -53,11 +54,6 @@ const EXPIRED_CREDENTIALS = new Set([
   'TokenRefreshRequired'
 ])
 
-const codeOf = (err: unknown): string | undefined =>
-  (err as { Code?: string; code?: string; name?: string } | undefined)?.Code ??
-  (err as { code?: string } | undefined)?.code ??
-  (err as { name?: string } | undefined)?.name
-
 export interface PipelineResult {
   ok: boolean
   error?: unknown
@@ -73,13 +69,6 @@ export interface RunOptions {
   remove: RemoveResource
   log?: Logger
   now?: () => number
-}
-
-export class CancelledError extends Error {
-  constructor(reason = 'the job was cancelled') {
-    super(reason)
-    this.name = 'CancelledError'
-  }
 }
 
 export async function runPipeline<C extends StepContext>(
@@ -192,7 +181,7 @@ export async function removeOne(
     report.removed.push(name)
     log.info(`removed ${name}`)
   } catch (err) {
-    const code = codeOf(err)
+    const code = errorCode(err)
     if (code && EXPIRED_CREDENTIALS.has(code)) {
       report.credentialsExpired = code
       const problem = `could not remove ${name}: the AWS credentials have expired (${code}); cleanup stops here`
@@ -246,11 +235,6 @@ export function removalCommand(r: Resource): string {
       return `aws s3 rm ${region} ${shellQuote(folder)} --recursive --exclude '*' --include ${shellQuote(`${m[2]}.manifest.xml`)} --include ${shellQuote(`${m[2]}.part.*`)}`
     }
   }
-}
-
-export function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message
-  return String(err)
 }
 
 export function formatSeconds(seconds: number): string {

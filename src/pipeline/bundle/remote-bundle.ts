@@ -4,6 +4,7 @@ import { RemoteCommandError, runRemoteScript } from '../../aws/remote-script.js'
 import { hintFor } from '../../report/hints.js'
 import { createLogTail } from '../../report/log-tail.js'
 import { type RunContext, required } from '../context.js'
+import { ledgerTracker } from '../remote-command.js'
 import type { Step } from '../runner.js'
 import { keyParameterName } from '../key-parameter.js'
 import { certificateParameterName } from './key-material.js'
@@ -75,7 +76,7 @@ export const bundleVolume: Step<RunContext> = {
         purpose: `bundle ${instanceId} to ${manifestUrl}`,
         timeoutMinutes: ctx.settings.timeoutMinutes,
         signal: ctx.signal,
-        ledger: ctx.ledger,
+        tracker: ledgerTracker(ctx.ledger, instanceId),
         logGroup: ctx.settings.logGroup,
         onProgress: (m) => ctx.log.info(m),
         onPoll: tail,

@@ -12,7 +12,7 @@ import {
 import { DescribeParametersCommand, GetParameterCommand } from '@aws-sdk/client-ssm'
 import { describeInstance, SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
 import { type Proof, provePermission } from '../../aws/permissions.js'
-import { errorCode } from '../../aws/poll.js'
+import { errorCode } from '../../errors.js'
 import type { HelperLaunch } from '../../settings.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'

@@ -16,10 +16,12 @@ import {
   RegisterImageCommand
 } from '@aws-sdk/client-ec2'
 import { s3Url } from '../../aws/manifest.js'
-import { errorCode, poll } from '../../aws/poll.js'
+import { poll } from '../../aws/poll.js'
+import { errorCode } from '../../errors.js'
 import type { VolumeType } from '../../settings.js'
 import { type RunContext, required } from '../context.js'
-import { messageOf, type Step } from '../runner.js'
+import type { Step } from '../runner.js'
+import { messageOf } from '../../errors.js'
 import { convertState, type ImageFacts, proceeding, runIdOf, tagSpec } from './state.js'
 
 export interface RegisterRequest {
