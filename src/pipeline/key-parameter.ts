@@ -7,7 +7,8 @@ import { errorCode } from '../errors.js'
 import type { KeyMaterial } from '../settings.js'
 import type { RunContext } from './context.js'
 import type { Step } from './runner.js'
-import { RUN_TAG, runIdOf } from './convert/state.js'
+import { RUN_TAG } from './tags.js'
+import { runIdOf } from './run-id.js'
 
 const STATE_KEY = 'keyParameter'
 

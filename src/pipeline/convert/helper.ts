@@ -5,7 +5,8 @@ import { describeInstance, waitForInstanceRunning, waitForSsmOnline } from '../.
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { runInstancesInput } from './preflight.js'
-import { clientToken, convertState, proceeding } from './state.js'
+import { convertState, proceeding } from './state.js'
+import { clientToken } from '../run-id.js'
 
 export const helperStep: Step<RunContext> = {
   name: 'helper',

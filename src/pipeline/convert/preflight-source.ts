@@ -10,7 +10,8 @@ import { errorCode } from '../../errors.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { convertsToHvm } from './image-facts.js'
-import { convertState, GiB, HVM_PARTITION_OFFSET, RUN_TAG } from './state.js'
+import { convertState, GiB, HVM_PARTITION_OFFSET } from './state.js'
+import { RUN_TAG } from '../tags.js'
 
 const parses = (pem: string | undefined): pem is string => {
   if (!pem) return false

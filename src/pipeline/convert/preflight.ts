@@ -17,7 +17,8 @@ import type { HelperLaunch } from '../../settings.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
 import { registerImageInput } from './register.js'
-import { convertState, tagSpec } from './state.js'
+import { convertState } from './state.js'
+import { tagSpec } from '../tags.js'
 import { createVolumeInput } from './volume.js'
 
 /** Stand-ins for ids that do not exist yet; EC2 checks permission before it looks them up. */

@@ -22,7 +22,9 @@ import type { VolumeType } from '../../settings.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { messageOf } from '../../errors.js'
-import { convertState, type ImageFacts, proceeding, runIdOf, tagSpec } from './state.js'
+import { convertState, type ImageFacts, proceeding } from './state.js'
+import { runIdOf } from '../run-id.js'
+import { tagSpec } from '../tags.js'
 
 export interface RegisterRequest {
   name: string

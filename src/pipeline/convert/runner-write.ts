@@ -18,7 +18,9 @@ import type { Step } from '../runner.js'
 import { messageOf } from '../../errors.js'
 import { decodeBundle, newDecodeStats } from './bundle-decode.js'
 import { waitForSnapshot } from './snapshot.js'
-import { clientToken, convertState, proceeding, tagsFor } from './state.js'
+import { convertState, proceeding } from './state.js'
+import { clientToken } from '../run-id.js'
+import { tagsFor } from '../tags.js'
 
 export const onRunner = (ctx: RunContext): boolean => ctx.settings.convertOn === 'runner'
 

@@ -4,7 +4,8 @@ import { CreateSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client
 import { poll } from '../../aws/poll.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
-import { convertState, proceeding, tagSpec } from './state.js'
+import { convertState, proceeding } from './state.js'
+import { tagSpec } from '../tags.js'
 
 export const snapshotStep: Step<RunContext> = {
   name: 'snapshot',

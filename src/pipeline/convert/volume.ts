@@ -5,7 +5,9 @@ import { waitForVolumeAvailable } from '../../aws/ec2-wait.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { provisionedIops } from './register.js'
-import { clientToken, convertState, proceeding, tagSpec } from './state.js'
+import { convertState, proceeding } from './state.js'
+import { clientToken } from '../run-id.js'
+import { tagSpec } from '../tags.js'
 
 /** The one CreateVolume request, shared by preflight's DryRun probe and this step. */
 export function createVolumeInput(
