@@ -3,6 +3,7 @@
 import * as core from '@actions/core'
 import { CancelledError, errorCode, messageOf } from '../errors.js'
 import { describeResource, type Ledger, type Resource } from './ledger.js'
+import { removalCommand } from './resources.js'
 
 export interface StepContext {
   ledger: Ledger
@@ -202,39 +203,6 @@ export function reportLeftAfterExpiry(left: readonly Resource[], report: Cleanup
   const message = `The AWS credentials expired (${report.credentialsExpired}) during cleanup; ${left.length} resource(s) are left. With fresh credentials, remove them in this order:\n${lines.join('\n')}`
   report.problems.push(message)
   log.warning(message)
-}
-
-const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`)
-
-/** The AWS CLI command that removes one recorded resource. */
-export function removalCommand(r: Resource): string {
-  const region = `--region ${shellQuote(r.region)}`
-  const id = shellQuote(r.id)
-  switch (r.kind) {
-    case 'instance':
-      return `aws ec2 terminate-instances ${region} --instance-ids ${id}`
-    case 'command':
-      return `aws ssm cancel-command ${region} --command-id ${id}`
-    case 'remote-undo':
-      // The journal lives on the instance: only a command run there can undo what it records.
-      return `on ${shellQuote(r.detail?.instanceId ?? 'the instance')}, as root: bash cleanup.sh --journal ${id} (src/scripts/cleanup.sh of this action, with common.sh beside it)`
-    case 'attachment':
-      return `aws ec2 detach-volume ${region} --volume-id ${id}${r.detail?.instanceId ? ` --instance-id ${shellQuote(r.detail.instanceId)}` : ''}`
-    case 'volume':
-      return `aws ec2 delete-volume ${region} --volume-id ${id}`
-    case 'parameter':
-      return `aws ssm delete-parameter ${region} --name ${id}`
-    case 'snapshot':
-      return `aws ec2 delete-snapshot ${region} --snapshot-id ${id}`
-    case 'image':
-      return `aws ec2 deregister-image ${region} --image-id ${id}`
-    case 'bundle': {
-      const m = /^(s3:\/\/.+\/)?([^/]+)\.manifest\.xml$/.exec(r.id)
-      if (!m) return `aws s3 rm ${region} ${id}`
-      const folder = m[1] ?? ''
-      return `aws s3 rm ${region} ${shellQuote(folder)} --recursive --exclude '*' --include ${shellQuote(`${m[2]}.manifest.xml`)} --include ${shellQuote(`${m[2]}.part.*`)}`
-    }
-  }
 }
 
 export function formatSeconds(seconds: number): string {
