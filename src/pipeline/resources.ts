@@ -2,7 +2,6 @@
 // post entry, so a resource is removed the same way whoever removes it. Each remover lives in the
 // file that creates its resource.
 import {
-  DeleteSnapshotCommand,
   DeleteVolumeCommand,
   DeregisterImageCommand,
   DescribeVolumesCommand,
@@ -13,7 +12,7 @@ import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { DeleteParameterCommand } from '@aws-sdk/client-ssm'
 import type { Clients } from '../aws/clients.js'
 import { waitForDetachment } from '../aws/ec2-wait.js'
-import { poll } from '../aws/poll.js'
+import { snapshotRemoval } from './convert/snapshot.js'
 import type { Resource, ResourceKind } from './ledger.js'
 import { commandRemoval, remoteUndoRemoval } from './remote-command.js'
 import {
@@ -66,25 +65,6 @@ const instanceRemoval: Removal = {
   remove: (r, env) =>
     tolerateGone(() => env.clients.ec2.send(new TerminateInstancesCommand({ InstanceIds: [r.id] }))),
   command: (r) => `aws ec2 terminate-instances ${regionOf(r)} --instance-ids ${cliQuote(r.id)}`
-}
-
-const snapshotRemoval: Removal = {
-  // Removed right after its AMI: EC2 may still count it as in use for a moment.
-  remove: (r, env) =>
-    tolerateGone(() =>
-      poll({
-        what: `snapshot ${r.id} to be released by its deregistered AMI`,
-        timeoutSeconds: 120,
-        minDelayMs: env.pollDelayMs,
-        maxDelayMs: 10000,
-        tolerate: ['InvalidSnapshot.InUse'],
-        check: async () => {
-          await env.clients.ec2.send(new DeleteSnapshotCommand({ SnapshotId: r.id }))
-          return { done: true, value: undefined }
-        }
-      })
-    ),
-  command: (r) => `aws ec2 delete-snapshot ${regionOf(r)} --snapshot-id ${cliQuote(r.id)}`
 }
 
 const imageRemoval: Removal = {

@@ -8,7 +8,6 @@
 // then is the old AMI deregistered, the real name registered from the same snapshot, the temporary
 // AMI deregistered, and at last the old AMI's snapshots deleted.
 import {
-  DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
   type Image,
@@ -22,6 +21,7 @@ import type { VolumeType } from '../../settings.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { messageOf } from '../../errors.js'
+import { removeSnapshot } from './snapshot.js'
 import { convertState, type ImageFacts, proceeding } from './state.js'
 import { runIdOf } from '../run-id.js'
 import { tagSpec } from '../tags.js'
@@ -125,33 +125,16 @@ async function deregisterReplaced(ctx: RunContext, old: Image): Promise<void> {
   )
 }
 
-/** Right after DeregisterImage a snapshot may still be in use for a moment: retry that code. */
-export async function deleteSnapshotOfDeregistered(ctx: RunContext, snapshotId: string): Promise<void> {
-  await poll({
-    what: `snapshot ${snapshotId} to be released by its deregistered AMI`,
-    timeoutSeconds: 300,
-    signal: ctx.signal,
-    minDelayMs: ctx.pollDelayMs,
-    maxDelayMs: Math.max(ctx.pollDelayMs, 15000),
-    tolerate: ['InvalidSnapshot.InUse'],
-    check: async () => {
-      await ctx.clients.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }))
-      return { done: true, value: undefined }
-    }
-  })
-}
-
 async function deleteReplacedSnapshots(ctx: RunContext, old: Image): Promise<void> {
   const ids = (old.BlockDeviceMappings ?? []).map((b) => b.Ebs?.SnapshotId).filter((id): id is string => !!id)
   for (const id of ids) {
     try {
-      await deleteSnapshotOfDeregistered(ctx, id)
+      await removeSnapshot(ctx.clients.ec2, id, { pollDelayMs: ctx.pollDelayMs, signal: ctx.signal })
       ctx.log.info(`deleted ${id} of the replaced AMI ${old.ImageId}`)
     } catch (err) {
-      if (errorCode(err) !== 'InvalidSnapshot.NotFound')
-        ctx.log.warning(
-          `could not delete snapshot ${id} of the replaced AMI ${old.ImageId}: ${messageOf(err)}; delete it by hand`
-        )
+      ctx.log.warning(
+        `could not delete snapshot ${id} of the replaced AMI ${old.ImageId}: ${messageOf(err)}; delete it by hand`
+      )
     }
   }
 }

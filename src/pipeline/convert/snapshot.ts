@@ -1,8 +1,14 @@
 // Snapshots the written volume, printing its progress; the snapshot is a product of the run,
-// removed only if the run fails.
-import { CreateSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2'
+// removed only if the run fails (removeSnapshot, below: also for the snapshots of a replaced AMI).
+import {
+  CreateSnapshotCommand,
+  DeleteSnapshotCommand,
+  DescribeSnapshotsCommand,
+  type EC2Client
+} from '@aws-sdk/client-ec2'
 import { poll } from '../../aws/poll.js'
 import { type RunContext, required } from '../context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { convertState, proceeding } from './state.js'
 import { tagSpec } from '../tags.js'
@@ -53,4 +59,34 @@ export async function waitForSnapshot(ctx: RunContext, snapshotId: string): Prom
       return { done: false, progress: `${snap?.Progress || '0%'} done` }
     }
   })
+}
+
+/**
+ * Deletes a snapshot; already gone counts as deleted. Right after DeregisterImage EC2 may still
+ * count it as in use by that AMI for a moment (InvalidSnapshot.InUse): that code is retried.
+ */
+export async function removeSnapshot(
+  ec2: EC2Client,
+  snapshotId: string,
+  o: { pollDelayMs?: number; signal?: AbortSignal } = {}
+): Promise<void> {
+  await tolerateGone(() =>
+    poll({
+      what: `snapshot ${snapshotId} to be released by its deregistered AMI`,
+      timeoutSeconds: 300,
+      signal: o.signal,
+      minDelayMs: o.pollDelayMs,
+      maxDelayMs: Math.max(o.pollDelayMs ?? 0, 10000),
+      tolerate: ['InvalidSnapshot.InUse'],
+      check: async () => {
+        await ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }))
+        return { done: true, value: undefined }
+      }
+    })
+  )
+}
+
+export const snapshotRemoval: Removal = {
+  remove: (r, env) => removeSnapshot(env.clients.ec2, r.id, { pollDelayMs: env.pollDelayMs }),
+  command: (r) => `aws ec2 delete-snapshot ${regionOf(r)} --snapshot-id ${cliQuote(r.id)}`
 }
