@@ -5,13 +5,12 @@ import {
   DeleteVolumeCommand,
   DeregisterImageCommand,
   DescribeVolumesCommand,
-  DetachVolumeCommand,
   TerminateInstancesCommand
 } from '@aws-sdk/client-ec2'
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { DeleteParameterCommand } from '@aws-sdk/client-ssm'
 import type { Clients } from '../aws/clients.js'
-import { waitForDetachment } from '../aws/ec2-wait.js'
+import { attachmentRemoval, detachForRemoval } from './convert/attach.js'
 import { snapshotRemoval } from './convert/snapshot.js'
 import type { Resource, ResourceKind } from './ledger.js'
 import { commandRemoval, remoteUndoRemoval } from './remote-command.js'
@@ -27,27 +26,6 @@ import type { RemoveResource } from './runner.js'
 
 export type { RemoveOptions } from './removal.js'
 
-async function detach(volumeId: string, instanceId: string | undefined, env: RemoveEnv): Promise<void> {
-  // DetachVolume needs the instance id (and the emulator crashes without it).
-  await tolerateGone(() =>
-    env.clients.ec2.send(
-      new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId, Force: false })
-    )
-  )
-  await tolerateGone(() =>
-    waitForDetachment(env.clients.ec2, volumeId, {
-      timeoutSeconds: env.detachTimeoutSeconds ?? 300,
-      minDelayMs: env.pollDelayMs
-    })
-  )
-}
-
-const attachmentRemoval: Removal = {
-  remove: (r, env) => detach(r.id, r.detail?.instanceId, env),
-  command: (r) =>
-    `aws ec2 detach-volume ${regionOf(r)} --volume-id ${cliQuote(r.id)}${r.detail?.instanceId ? ` --instance-id ${cliQuote(r.detail.instanceId)}` : ''}`
-}
-
 const volumeRemoval: Removal = {
   remove: async (r, env) => {
     let attachedTo: string | undefined
@@ -55,7 +33,7 @@ const volumeRemoval: Removal = {
       const out = await env.clients.ec2.send(new DescribeVolumesCommand({ VolumeIds: [r.id] }))
       attachedTo = out.Volumes?.[0]?.Attachments?.[0]?.InstanceId
     })
-    if (attachedTo) await detach(r.id, attachedTo, env)
+    if (attachedTo) await detachForRemoval(r.id, attachedTo, env)
     await tolerateGone(() => env.clients.ec2.send(new DeleteVolumeCommand({ VolumeId: r.id })))
   },
   command: (r) => `aws ec2 delete-volume ${regionOf(r)} --volume-id ${cliQuote(r.id)}`
