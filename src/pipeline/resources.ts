@@ -1,17 +1,13 @@
 // The one map from a ledger kind to its remover, shared by the step runner's unwinding and the
 // post entry, so a resource is removed the same way whoever removes it. Each remover lives in the
 // file that creates its resource.
-import {
-  DeleteVolumeCommand,
-  DeregisterImageCommand,
-  DescribeVolumesCommand,
-  TerminateInstancesCommand
-} from '@aws-sdk/client-ec2'
+import { DeregisterImageCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { DeleteParameterCommand } from '@aws-sdk/client-ssm'
 import type { Clients } from '../aws/clients.js'
-import { attachmentRemoval, detachForRemoval } from './convert/attach.js'
+import { attachmentRemoval } from './convert/attach.js'
 import { snapshotRemoval } from './convert/snapshot.js'
+import { volumeRemoval } from './convert/volume.js'
 import type { Resource, ResourceKind } from './ledger.js'
 import { commandRemoval, remoteUndoRemoval } from './remote-command.js'
 import {
@@ -25,19 +21,6 @@ import {
 import type { RemoveResource } from './runner.js'
 
 export type { RemoveOptions } from './removal.js'
-
-const volumeRemoval: Removal = {
-  remove: async (r, env) => {
-    let attachedTo: string | undefined
-    await tolerateGone(async () => {
-      const out = await env.clients.ec2.send(new DescribeVolumesCommand({ VolumeIds: [r.id] }))
-      attachedTo = out.Volumes?.[0]?.Attachments?.[0]?.InstanceId
-    })
-    if (attachedTo) await detachForRemoval(r.id, attachedTo, env)
-    await tolerateGone(() => env.clients.ec2.send(new DeleteVolumeCommand({ VolumeId: r.id })))
-  },
-  command: (r) => `aws ec2 delete-volume ${regionOf(r)} --volume-id ${cliQuote(r.id)}`
-}
 
 const instanceRemoval: Removal = {
   remove: (r, env) =>

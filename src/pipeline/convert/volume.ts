@@ -1,9 +1,17 @@
 // The work volume: created in the helper's availability zone, recorded at once, deleted by the
-// cleanup after success as after failure (the snapshot is the product, not the volume).
-import { CreateVolumeCommand, type CreateVolumeCommandInput } from '@aws-sdk/client-ec2'
+// cleanup after success as after failure (the snapshot is the product, not the volume): the
+// remover below detaches it first if it is still attached.
+import {
+  CreateVolumeCommand,
+  type CreateVolumeCommandInput,
+  DeleteVolumeCommand,
+  DescribeVolumesCommand
+} from '@aws-sdk/client-ec2'
 import { waitForVolumeAvailable } from '../../aws/ec2-wait.js'
 import { type RunContext, required } from '../context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
+import { detachForRemoval } from './attach.js'
 import { provisionedIops } from './register.js'
 import { convertState, proceeding } from './state.js'
 import { clientToken } from '../run-id.js'
@@ -58,4 +66,17 @@ export const createVolumeStep: Step<RunContext> = {
       onProgress: ctx.log.info
     })
   }
+}
+
+export const volumeRemoval: Removal = {
+  remove: async (r, env) => {
+    let attachedTo: string | undefined
+    await tolerateGone(async () => {
+      const out = await env.clients.ec2.send(new DescribeVolumesCommand({ VolumeIds: [r.id] }))
+      attachedTo = out.Volumes?.[0]?.Attachments?.[0]?.InstanceId
+    })
+    if (attachedTo) await detachForRemoval(r.id, attachedTo, env)
+    await tolerateGone(() => env.clients.ec2.send(new DeleteVolumeCommand({ VolumeId: r.id })))
+  },
+  command: (r) => `aws ec2 delete-volume ${regionOf(r)} --volume-id ${cliQuote(r.id)}`
 }
