@@ -1,8 +1,10 @@
 // The helper: the given instance (checked by preflight), or a temporary one launched for this
-// run, recorded the moment RunInstances answers and terminated in cleanup whatever happens.
-import { RunInstancesCommand } from '@aws-sdk/client-ec2'
+// run, recorded the moment RunInstances answers and terminated in cleanup whatever happens. The
+// boot check's instance (verify/boot.ts) is terminated by the same remover.
+import { RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { describeInstance, waitForInstanceRunning, waitForSsmOnline } from '../../aws/instances.js'
 import { type RunContext, required } from '../context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { runInstancesInput } from './preflight.js'
 import { convertState, proceeding } from './state.js'
@@ -46,4 +48,10 @@ export const helperStep: Step<RunContext> = {
     s.helper = { instanceId, availabilityZone: az, launched: true }
     ctx.log.info(`helper ${instanceId} is running in ${az} and online in SSM`)
   }
+}
+
+export const instanceRemoval: Removal = {
+  remove: (r, env) =>
+    tolerateGone(() => env.clients.ec2.send(new TerminateInstancesCommand({ InstanceIds: [r.id] }))),
+  command: (r) => `aws ec2 terminate-instances ${regionOf(r)} --instance-ids ${cliQuote(r.id)}`
 }
