@@ -1,12 +1,12 @@
 // The one map from a ledger kind to its remover, shared by the step runner's unwinding and the
 // post entry, so a resource is removed the same way whoever removes it. Each remover lives in the
 // file that creates its resource.
-import { DeregisterImageCommand } from '@aws-sdk/client-ec2'
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { DeleteParameterCommand } from '@aws-sdk/client-ssm'
 import type { Clients } from '../aws/clients.js'
 import { attachmentRemoval } from './convert/attach.js'
 import { instanceRemoval } from './convert/helper.js'
+import { imageRemoval } from './convert/register.js'
 import { snapshotRemoval } from './convert/snapshot.js'
 import { volumeRemoval } from './convert/volume.js'
 import type { Resource, ResourceKind } from './ledger.js'
@@ -22,11 +22,6 @@ import {
 import type { RemoveResource } from './runner.js'
 
 export type { RemoveOptions } from './removal.js'
-
-const imageRemoval: Removal = {
-  remove: (r, env) => tolerateGone(() => env.clients.ec2.send(new DeregisterImageCommand({ ImageId: r.id }))),
-  command: (r) => `aws ec2 deregister-image ${regionOf(r)} --image-id ${cliQuote(r.id)}`
-}
 
 const parameterRemoval: Removal = {
   remove: (r, env) => tolerateGone(() => env.clients.ssm.send(new DeleteParameterCommand({ Name: r.id }))),

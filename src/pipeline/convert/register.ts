@@ -7,9 +7,13 @@
 // names unique, so the new image is first registered under a temporary name and waited for; only
 // then is the old AMI deregistered, the real name registered from the same snapshot, the temporary
 // AMI deregistered, and at last the old AMI's snapshots deleted.
+//
+// Every AMI the action registers (here and the instance-store AMI of bundle/register.ts) is
+// deregistered by removeImage, below.
 import {
   DeregisterImageCommand,
   DescribeImagesCommand,
+  type EC2Client,
   type Image,
   type RegisterImageCommandInput,
   RegisterImageCommand
@@ -19,6 +23,7 @@ import { poll } from '../../aws/poll.js'
 import { errorCode } from '../../errors.js'
 import type { VolumeType } from '../../settings.js'
 import { type RunContext, required } from '../context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { messageOf } from '../../errors.js'
 import { removeSnapshot } from './snapshot.js'
@@ -174,7 +179,7 @@ async function registerReplacing(
   ctx.ledger.record({ kind: 'image', id: tempId, removeOn: 'always' })
   await waitAvailable(ctx, imageId)
   try {
-    await ctx.clients.ec2.send(new DeregisterImageCommand({ ImageId: tempId }))
+    await removeImage(ctx.clients.ec2, tempId)
     ctx.ledger.forget('image', tempId)
     ctx.log.info(`deregistered the temporary ${tempId}`)
   } catch (err) {
@@ -223,4 +228,13 @@ export const registerStep: Step<RunContext> = {
     ctx.log.info(`AMI ${imageId} '${name}' is available`)
     if (s.replaces) await deleteReplacedSnapshots(ctx, s.replaces)
   }
+}
+
+/** Deregisters an AMI; already gone counts as deregistered. */
+export const removeImage = (ec2: EC2Client, imageId: string): Promise<void> =>
+  tolerateGone(() => ec2.send(new DeregisterImageCommand({ ImageId: imageId })))
+
+export const imageRemoval: Removal = {
+  remove: (r, env) => removeImage(env.clients.ec2, r.id),
+  command: (r) => `aws ec2 deregister-image ${regionOf(r)} --image-id ${cliQuote(r.id)}`
 }
