@@ -2,31 +2,19 @@
 // post entry, so a resource is removed the same way whoever removes it. Each remover lives in the
 // file that creates its resource.
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
-import { DeleteParameterCommand } from '@aws-sdk/client-ssm'
 import type { Clients } from '../aws/clients.js'
 import { attachmentRemoval } from './convert/attach.js'
 import { instanceRemoval } from './convert/helper.js'
 import { imageRemoval } from './convert/register.js'
 import { snapshotRemoval } from './convert/snapshot.js'
 import { volumeRemoval } from './convert/volume.js'
+import { parameterRemoval } from './key-parameter.js'
 import type { Resource, ResourceKind } from './ledger.js'
 import { commandRemoval, remoteUndoRemoval } from './remote-command.js'
-import {
-  cliQuote,
-  type Removal,
-  type RemoveEnv,
-  type RemoveOptions,
-  regionOf,
-  tolerateGone
-} from './removal.js'
+import { cliQuote, type Removal, type RemoveEnv, type RemoveOptions, regionOf } from './removal.js'
 import type { RemoveResource } from './runner.js'
 
 export type { RemoveOptions } from './removal.js'
-
-const parameterRemoval: Removal = {
-  remove: (r, env) => tolerateGone(() => env.clients.ssm.send(new DeleteParameterCommand({ Name: r.id }))),
-  command: (r) => `aws ssm delete-parameter ${regionOf(r)} --name ${cliQuote(r.id)}`
-}
 
 const bundleRemoval: Removal = {
   remove: (r, env) => removeBundle(env.clients, r),
