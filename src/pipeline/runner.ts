@@ -1,5 +1,6 @@
-// Runs steps in order; on failure or cancellation unwinds the cleanups of the steps that ran,
-// in reverse. Cleanup problems become warnings and never replace the original error.
+// Runs steps in order; on failure or cancellation removes what the steps that ran recorded in the
+// ledger, in reverse, each with the remover of its kind (resources.ts). Removal problems become
+// warnings and never replace the original error.
 import * as core from '@actions/core'
 import { CancelledError, errorCode, messageOf } from '../errors.js'
 import { describeResource, type Ledger, type Resource } from './ledger.js'
@@ -14,9 +15,8 @@ export interface Step<C extends StepContext> {
   name: string
   /** Skipped (and not timed) when it returns false. */
   enabled?: (ctx: C) => boolean
+  /** Records every resource it creates in ctx.ledger at once: that record is its undo. */
   run: (ctx: C) => Promise<void>
-  /** Extra undo work beyond removing the resources the step recorded. */
-  cleanup?: (ctx: C, failed: boolean) => Promise<void>
 }
 
 export interface Logger {
@@ -135,15 +135,6 @@ async function unwind<C extends StepContext>(
   const report: CleanupReport = { removed: [], kept: [], problems: [] }
   const work = async (): Promise<void> => {
     for (const step of [...ran].reverse()) {
-      if (step.cleanup) {
-        try {
-          await step.cleanup(ctx, failed)
-        } catch (err) {
-          const problem = `cleanup of step '${step.name}' failed: ${messageOf(err)}`
-          report.problems.push(problem)
-          log.warning(problem)
-        }
-      }
       const own = ctx.ledger.entries().filter((r) => r.step === step.name)
       for (const resource of [...own].reverse()) {
         if (!failed && resource.removeOn === 'failure') {
