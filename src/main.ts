@@ -47,7 +47,7 @@ export async function main(options: MainOptions = {}): Promise<PipelineResult | 
     await checkCredentialLifetime(clients, settings)
     const result = await runPipeline(planSteps(settings), ctx, {
       remove: resourceRemover(clients, {
-        pollDelayMs: Math.min(ctx.pollDelayMs, 2000),
+        pollDelayMs: ctx.pollDelayMs,
         log: (m) => ctx.log.info(m)
       })
     })

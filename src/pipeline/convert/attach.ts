@@ -4,7 +4,7 @@
 import { AttachVolumeCommand, DetachVolumeCommand } from '@aws-sdk/client-ec2'
 import { waitForAttachment, waitForDetachment } from '../../aws/ec2-wait.js'
 import { describeInstance } from '../../aws/instances.js'
-import { type RunContext, required } from '../context.js'
+import { type RunContext, required, waitOptions } from '../context.js'
 import { cliQuote, type Removal, type RemoveEnv, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { convertState, proceeding } from './state.js'
@@ -42,11 +42,7 @@ export const attachVolumeStep: Step<RunContext> = {
     })
     s.device = device
     ctx.log.info(`attaching ${volumeId} to ${helper.instanceId} as ${device}`)
-    await waitForAttachment(ctx.clients.ec2, volumeId, helper.instanceId, {
-      signal: ctx.signal,
-      minDelayMs: ctx.pollDelayMs,
-      onProgress: ctx.log.info
-    })
+    await waitForAttachment(ctx.clients.ec2, volumeId, helper.instanceId, waitOptions(ctx))
   }
 }
 
@@ -61,7 +57,7 @@ export async function detachForRemoval(volumeId: string, instanceId: string | un
   await tolerateGone(() =>
     waitForDetachment(env.clients.ec2, volumeId, {
       timeoutSeconds: env.detachTimeoutSeconds ?? 300,
-      minDelayMs: env.pollDelayMs
+      intervalMs: env.pollDelayMs
     })
   )
 }

@@ -3,7 +3,7 @@
 // boot check's instance (verify/boot.ts) is terminated by the same remover.
 import { RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { describeInstance, waitForInstanceRunning, waitForSsmOnline } from '../../aws/instances.js'
-import { type RunContext, required } from '../context.js'
+import { type RunContext, required, waitOptions } from '../context.js'
 import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { runInstancesInput } from './preflight.js'
@@ -38,7 +38,7 @@ export const helperStep: Step<RunContext> = {
     const instanceId = required(instance?.InstanceId, 'the id of the launched helper')
     ctx.ledger.record({ kind: 'instance', id: instanceId, removeOn: 'always' })
     ctx.log.info(`launched helper ${instanceId} (${launch.instanceType}, ${amiId})`)
-    const opts = { signal: ctx.signal, minDelayMs: ctx.pollDelayMs, onProgress: ctx.log.info }
+    const opts = waitOptions(ctx)
     const running = await waitForInstanceRunning(ctx.clients.ec2, instanceId, opts)
     await waitForSsmOnline(ctx.clients.ssm, instanceId, opts)
     const az = required(

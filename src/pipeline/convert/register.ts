@@ -12,17 +12,16 @@
 // deregistered by removeImage, below.
 import {
   DeregisterImageCommand,
-  DescribeImagesCommand,
   type EC2Client,
   type Image,
   type RegisterImageCommandInput,
   RegisterImageCommand
 } from '@aws-sdk/client-ec2'
 import { s3Url } from '../../aws/manifest.js'
-import { poll } from '../../aws/poll.js'
 import { errorCode } from '../../errors.js'
 import type { VolumeType } from '../../settings.js'
-import { type RunContext, required } from '../context.js'
+import { waitForImageAvailable } from '../../aws/ec2-wait.js'
+import { type RunContext, required, waitOptions } from '../context.js'
 import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { messageOf } from '../../errors.js'
@@ -95,24 +94,11 @@ async function register(ctx: RunContext, input: RegisterImageCommandInput): Prom
 }
 
 async function waitAvailable(ctx: RunContext, imageId: string): Promise<void> {
-  await poll({
-    what: `AMI ${imageId} to become available`,
+  await waitForImageAvailable(ctx.clients.ec2, imageId, {
+    ...waitOptions(ctx),
     timeoutSeconds: Math.max(60, ctx.settings.timeoutMinutes) * 60,
-    signal: ctx.signal,
-    minDelayMs: ctx.pollDelayMs,
-    maxDelayMs: Math.max(ctx.pollDelayMs, 30000),
-    tolerate: ['InvalidAMIID.NotFound'],
-    onProgress: ctx.log.info,
-    check: async () => {
-      const d = await ctx.clients.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))
-      const image = d.Images?.[0]
-      if (image?.State === 'available') return { done: true, value: image }
-      if (image?.State === 'failed' || image?.State === 'error' || image?.State === 'invalid')
-        throw new Error(
-          `AMI ${imageId} went to state '${image.State}'${image.StateReason?.Message ? `: ${image.StateReason.Message}` : ''}; check the image facts (architecture, root-device-name, virtualization-type, kernel-id) and run again`
-        )
-      return { done: false, progress: image?.State ?? 'not listed yet' }
-    }
+    what: `AMI ${imageId}`,
+    fix: 'check the image facts (architecture, root-device-name, virtualization-type, kernel-id) and run again'
   })
 }
 

@@ -8,7 +8,7 @@ import {
   DescribeVolumesCommand
 } from '@aws-sdk/client-ec2'
 import { waitForVolumeAvailable } from '../../aws/ec2-wait.js'
-import { type RunContext, required } from '../context.js'
+import { type RunContext, required, waitOptions } from '../context.js'
 import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { detachForRemoval } from './attach.js'
@@ -60,11 +60,7 @@ export const createVolumeStep: Step<RunContext> = {
     ctx.ledger.record({ kind: 'volume', id: volumeId, removeOn: 'always' })
     s.volumeId = volumeId
     ctx.log.info(`created ${ami.volumeType} volume ${volumeId} of ${size} GiB in ${helper.availabilityZone}`)
-    await waitForVolumeAvailable(ctx.clients.ec2, volumeId, {
-      signal: ctx.signal,
-      minDelayMs: ctx.pollDelayMs,
-      onProgress: ctx.log.info
-    })
+    await waitForVolumeAvailable(ctx.clients.ec2, volumeId, waitOptions(ctx))
   }
 }
 

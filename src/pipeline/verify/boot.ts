@@ -10,9 +10,9 @@ import {
   type InstanceStatus,
   RunInstancesCommand
 } from '@aws-sdk/client-ec2'
-import { EC2_NOT_YET_VISIBLE } from '../../aws/ec2-wait.js'
+import { EC2_NOT_YET_VISIBLE, steadily } from '../../aws/ec2-wait.js'
 import { poll } from '../../aws/poll.js'
-import { type RunContext, required } from '../context.js'
+import { type RunContext, required, waitOptions } from '../context.js'
 import { convertState, proceeding } from '../convert/state.js'
 import { clientToken } from '../run-id.js'
 import { tagSpec } from '../tags.js'
@@ -77,11 +77,8 @@ async function waitForStatusChecks(
   return poll({
     what: `boot check instance ${instanceId} to pass both status checks`,
     timeoutSeconds,
-    signal: ctx.signal,
-    minDelayMs: ctx.pollDelayMs,
-    maxDelayMs: Math.max(ctx.pollDelayMs, 15000),
+    ...steadily(waitOptions(ctx)),
     tolerate: EC2_NOT_YET_VISIBLE,
-    onProgress: ctx.log.info,
     check: async () => {
       const out = await ctx.clients.ec2.send(
         new DescribeInstanceStatusCommand({ InstanceIds: [instanceId], IncludeAllInstances: true })
@@ -135,10 +132,7 @@ async function awaitConsole(
     return await poll({
       what: `console output of ${instanceId}`,
       timeoutSeconds: seconds,
-      signal: ctx.signal,
-      minDelayMs: ctx.pollDelayMs,
-      maxDelayMs: Math.max(ctx.pollDelayMs, 15000),
-      onProgress: ctx.log.info,
+      ...steadily(waitOptions(ctx)),
       check: async () => {
         const text = await readConsole(ctx, instanceId, type)
         if (text.trim() !== '') return { done: true, value: text }
