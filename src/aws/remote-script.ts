@@ -8,6 +8,10 @@
 // reported to the caller's tracker before the command is sent (the pipeline records it in its
 // ledger: src/pipeline/remote-command.ts); unless the command succeeds, the step's unwinding (or
 // the post step) sends cleanup.sh, which undoes what the journal still lists.
+//
+// Why this file is longer than 300 lines: the command text, the wait for it, the meaning of every
+// terminal status and the undo of a killed command are one protocol with SSM; split, each part
+// would have to know the others' journal and status rules.
 import { randomUUID } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import {
@@ -168,6 +172,10 @@ const TERMINAL: Record<string, string> = {
   AccessDenied: 'was refused: the SSM agent is not allowed to run it (check the instance profile)'
 }
 
+/**
+ * Longer than 60 lines because the order matters and is read top to bottom: journal before send,
+ * command id right after it, the wait, the cancel on abort, then the verdict from the output.
+ */
 export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScriptResult> {
   const executionSeconds = o.timeoutMinutes * 60
   const deliverySeconds = o.deliverySeconds ?? 600

@@ -46,6 +46,8 @@ export function bundleArgs(ctx: RunContext): string[] {
   return args
 }
 
+// The step's run is longer than 60 lines: recording the bundle, the live log and the command's
+// outcome are one sequence whose order (record before send) is the point.
 export const bundleVolume: Step<RunContext> = {
   name: 'bundle and upload',
   enabled: changing,

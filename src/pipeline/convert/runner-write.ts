@@ -170,3 +170,6 @@ export const runnerWriteStep: Step<RunContext> = {
     await waitForSnapshot(ctx, snapshotId)
   }
 }
+
+// Why its step's run is longer than 60 lines: StartSnapshot, the block writes and CompleteSnapshot
+// are one sequence with one catch that must leave the pending snapshot in the ledger.

@@ -160,6 +160,10 @@ function keepProducts(ctx: RunContext): void {
   }
 }
 
+/**
+ * Just over 60 lines: launch, status checks, console and the verdict share one report and one
+ * catch that decides between "did not boot" and "could not be checked".
+ */
 export function bootCheckStep(options: BootCheckOptions = {}): Step<RunContext> {
   const statusTimeout = options.statusTimeoutSeconds ?? 900
   const consoleWait = options.consoleWaitSeconds ?? 300
