@@ -15,7 +15,13 @@ import { waitForInstanceRunning } from '../../src/aws/instances.js'
 
 /** A clock that only moves when a wait sleeps. */
 function fakeClock() {
-  const clock = { t: 0, now: () => clock.t, sleep: async (ms: number) => void (clock.t += ms) }
+  const clock = {
+    t: 0,
+    now: () => clock.t,
+    sleep: async (ms: number) => {
+      clock.t += ms
+    }
+  }
   return clock
 }
 

@@ -15,6 +15,7 @@ import { type Proof, provePermission } from '../../aws/permissions.js'
 import { errorCode } from '../../errors.js'
 import type { HelperLaunch } from '../../settings.js'
 import type { RunContext } from '../context.js'
+import { oneInstanceInput } from '../launch.js'
 import type { Step } from '../runner.js'
 import { registerImageInput } from './register.js'
 import { convertState } from './state.js'
@@ -118,19 +119,15 @@ export function runInstancesInput(ctx: RunContext, launch: HelperLaunch, amiId: 
     ? { Arn: launch.instanceProfile }
     : { Name: launch.instanceProfile }
   return {
-    ImageId: amiId,
-    InstanceType: launch.instanceType as never,
-    MinCount: 1,
-    MaxCount: 1,
-    SubnetId: launch.subnetId,
-    SecurityGroupIds: launch.securityGroupIds.length > 0 ? launch.securityGroupIds : undefined,
+    ...oneInstanceInput(ctx, {
+      imageId: amiId,
+      instanceType: launch.instanceType,
+      subnetId: launch.subnetId,
+      securityGroupIds: launch.securityGroupIds,
+      name: 'instance-to-ebs helper'
+    }),
     IamInstanceProfile: profile,
-    InstanceInitiatedShutdownBehavior: 'terminate' as const,
-    MetadataOptions: { HttpTokens: 'required' as const, HttpEndpoint: 'enabled' as const },
-    TagSpecifications: [
-      ...tagSpec(ctx, 'instance', 'instance-to-ebs helper'),
-      ...tagSpec(ctx, 'volume', 'instance-to-ebs helper')
-    ]
+    MetadataOptions: { HttpTokens: 'required' as const, HttpEndpoint: 'enabled' as const }
   }
 }
 

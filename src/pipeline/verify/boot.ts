@@ -13,6 +13,7 @@ import {
 import { EC2_NOT_YET_VISIBLE, steadily } from '../../aws/ec2-wait.js'
 import { poll } from '../../aws/poll.js'
 import { type RunContext, required, waitOptions } from '../context.js'
+import { oneInstanceInput } from '../launch.js'
 import { convertState, proceeding } from '../convert/state.js'
 import { clientToken } from '../run-id.js'
 import { tagSpec } from '../tags.js'
@@ -39,22 +40,13 @@ export class BootCheckFailed extends Error {
 function runInput(ctx: RunContext, imageId: string, type: BootType) {
   const plan = required(verifyState(ctx).plan, 'the boot check plan')
   return {
-    ImageId: imageId,
-    InstanceType: type.instanceType as never,
-    MinCount: 1,
-    MaxCount: 1,
-    SubnetId: plan.subnetId,
-    SecurityGroupIds: plan.securityGroupIds.length > 0 ? plan.securityGroupIds : undefined,
-    // A halt inside the guest ends the instance too, so nothing stays behind stopped.
-    InstanceInitiatedShutdownBehavior: 'terminate' as const,
-    // RunInstances TagSpecifications: "The tags to apply to the resources that are created during
-    // instance launch. You can specify tags for the following resources only: Instances, Volumes,
-    // Spot Instance requests, Network interfaces." (EC2 API reference). The run tag on the
-    // instance is what lets the runner role terminate it.
-    TagSpecifications: [
-      ...tagSpec(ctx, 'instance', 'instance-to-ebs boot check'),
-      ...tagSpec(ctx, 'volume', 'instance-to-ebs boot check')
-    ],
+    ...oneInstanceInput(ctx, {
+      imageId,
+      instanceType: type.instanceType,
+      subnetId: plan.subnetId,
+      securityGroupIds: plan.securityGroupIds,
+      name: 'instance-to-ebs boot check'
+    }),
     ClientToken: clientToken(ctx, 'boot-check')
   }
 }
