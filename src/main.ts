@@ -6,7 +6,8 @@ import type { RunContext } from './pipeline/context.js'
 import { ATTEMPTS_STATE, Ledger, REGION_STATE } from './pipeline/ledger.js'
 import { planSteps } from './pipeline/plan.js'
 import { resourceRemover } from './pipeline/resources.js'
-import { actionsLogger, messageOf, type PipelineResult, runPipeline } from './pipeline/runner.js'
+import { actionsLogger, type PipelineResult, runPipeline } from './pipeline/runner.js'
+import { messageOf } from './errors.js'
 import { failureLine } from './report/failure.js'
 import { writeSummary } from './report/summary.js'
 import { readSettings, SettingsError } from './settings/index.js'
@@ -46,7 +47,7 @@ export async function main(options: MainOptions = {}): Promise<PipelineResult | 
     await checkCredentialLifetime(clients, settings)
     const result = await runPipeline(planSteps(settings), ctx, {
       remove: resourceRemover(clients, {
-        pollDelayMs: Math.min(ctx.pollDelayMs, 2000),
+        pollDelayMs: ctx.pollDelayMs,
         log: (m) => ctx.log.info(m)
       })
     })

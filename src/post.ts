@@ -4,13 +4,8 @@ import * as core from '@actions/core'
 import { destroyClients, makeClients } from './aws/clients.js'
 import { ATTEMPTS_STATE, LEDGER_STATE, Ledger, REGION_STATE } from './pipeline/ledger.js'
 import { resourceRemover } from './pipeline/resources.js'
-import {
-  actionsLogger,
-  type CleanupReport,
-  messageOf,
-  removeOne,
-  reportLeftAfterExpiry
-} from './pipeline/runner.js'
+import { actionsLogger, type CleanupReport, removeOne, reportLeftAfterExpiry } from './pipeline/runner.js'
+import { messageOf } from './errors.js'
 
 export async function post(): Promise<CleanupReport> {
   const report: CleanupReport = { removed: [], kept: [], problems: [] }

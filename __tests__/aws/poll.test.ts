@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals'
 import { poll, PollTimeoutError } from '../../src/aws/poll.js'
-import { CancelledError } from '../../src/pipeline/runner.js'
+import { CancelledError } from '../../src/errors.js'
 
 /** A fake clock: sleeping advances it, so tests are instant and exact. */
 function fakeClock() {

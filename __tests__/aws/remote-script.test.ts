@@ -20,7 +20,8 @@ import {
   SSM_DOCUMENT_LIMIT
 } from '../../src/aws/remote-script.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
-import { CancelledError } from '../../src/pipeline/runner.js'
+import { ledgerTracker } from '../../src/pipeline/remote-command.js'
+import { CancelledError } from '../../src/errors.js'
 import { companions, scripts } from '../../src/scripts/index.js'
 
 const notYet = () => Object.assign(new Error('InvocationDoesNotExist'), { name: 'InvocationDoesNotExist' })
@@ -38,7 +39,7 @@ function setup() {
     purpose: 'write the image',
     timeoutMinutes: 30,
     signal: new AbortController().signal,
-    ledger,
+    tracker: ledgerTracker(ledger, 'i-0123456789abcdef0'),
     pollDelayMs: 1
   }
   return { ssm, ledger, saved, base }

@@ -27,8 +27,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import type { Clients } from '../../src/aws/clients.js'
 import { type RemoteCommandError, runRemoteScript } from '../../src/aws/remote-script.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
+import { ledgerTracker } from '../../src/pipeline/remote-command.js'
 import { resourceRemover } from '../../src/pipeline/resources.js'
-import { CancelledError } from '../../src/pipeline/runner.js'
+import { CancelledError } from '../../src/errors.js'
 import { fakeDf, type Machine, makeMachine, standIn } from '../scripts/bundle-harness.js'
 
 const scripts = fileURLToPath(new URL('../../scripts/', import.meta.url))
@@ -250,7 +251,7 @@ describeWithEmulator('a cancelled or timed-out remote script is undone without i
         purpose: 'bundle the source',
         timeoutMinutes: how === 'cancelled' ? 30 : 12 / 60, // executionTimeout 12 s
         signal: abort.signal,
-        ledger,
+        tracker: ledgerTracker(ledger, instanceId),
         pollDelayMs: 200
       })
       const outcome = attempt.catch((err: unknown) => err)
@@ -312,7 +313,7 @@ describeWithEmulator('a cancelled or timed-out remote script is undone without i
         purpose: 'write the image',
         timeoutMinutes: 30,
         signal: abort.signal,
-        ledger,
+        tracker: ledgerTracker(ledger, instanceId),
         pollDelayMs: 200
       })
         .catch((err: unknown) => err)

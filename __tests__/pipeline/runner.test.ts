@@ -1,12 +1,7 @@
 import { describe, expect, it } from '@jest/globals'
 import { Ledger, type Resource } from '../../src/pipeline/ledger.js'
-import {
-  CancelledError,
-  type Logger,
-  runPipeline,
-  type Step,
-  type StepContext
-} from '../../src/pipeline/runner.js'
+import { type Logger, runPipeline, type Step, type StepContext } from '../../src/pipeline/runner.js'
+import { CancelledError } from '../../src/errors.js'
 
 interface TestCtx extends StepContext {
   events: string[]
@@ -20,7 +15,7 @@ const quietLog = (warnings: string[] = []): Logger => ({
   group: (_name, fn) => fn()
 })
 
-/** n steps; step i records resource r<i> (a product when i is even) and logs its run and cleanup. */
+/** n steps; step i records resource r<i> (a product when i is even) and logs its run. */
 function makeSteps(n: number, failAt?: number): Step<TestCtx>[] {
   return Array.from({ length: n }, (_, k) => {
     const i = k + 1
@@ -30,9 +25,6 @@ function makeSteps(n: number, failAt?: number): Step<TestCtx>[] {
         ctx.events.push(`run ${i}`)
         ctx.ledger.record({ kind: 'volume', id: `r${i}`, removeOn: i % 2 === 0 ? 'failure' : 'always' })
         if (i === failAt) throw new Error(`step ${i} broke`)
-      },
-      cleanup: async (ctx: TestCtx, failed: boolean) => {
-        ctx.events.push(`cleanup ${i}${failed ? ' failed' : ''}`)
       }
     }
   })
@@ -72,32 +64,30 @@ describe('runPipeline', () => {
     expect((result.error as Error).message).toBe(`step ${k} broke`)
     const expected: string[] = []
     for (let i = 1; i <= k; i++) expected.push(`run ${i}`)
-    for (let i = k; i >= 1; i--) expected.push(`cleanup ${i} failed`, `remove r${i}`)
+    for (let i = k; i >= 1; i--) expected.push(`remove r${i}`)
     expect(ctx.events).toEqual(expected)
     expect(result.timings.slice(k).every((t) => t.status === 'not run')).toBe(true)
     expect(ctx.ledger.entries()).toEqual([])
   })
 
-  it('turns a failing cleanup into a warning and keeps the original error', async () => {
+  it('turns failing removals into warnings and keeps the original error', async () => {
     const { ctx, remove } = setup()
     const steps = makeSteps(3, 3)
-    ;(steps[1] as Step<TestCtx>).cleanup = async () => {
-      throw new Error('cannot undo 2')
-    }
     const failingRemove = async (r: Resource) => {
       if (r.id === 'r1') throw new Error('AccessDenied')
+      if (r.id === 'r2') throw new Error('cannot undo 2')
       await remove(r)
     }
     const warnings: string[] = []
     const result = await runPipeline(steps, ctx, { remove: failingRemove, log: quietLog(warnings) })
     expect((result.error as Error).message).toBe('step 3 broke')
     expect(warnings).toEqual([
-      "cleanup of step 'step2' failed: cannot undo 2",
+      'could not remove volume r2: cannot undo 2 (the post step will try again; remove it by hand if it stays)',
       'could not remove volume r1: AccessDenied (the post step will try again; remove it by hand if it stays)'
     ])
-    expect(result.cleanup.removed).toEqual(['volume r3', 'volume r2'])
+    expect(result.cleanup.removed).toEqual(['volume r3'])
     // What could not be removed stays in the ledger for the post step.
-    expect(ctx.ledger.entries().map((r) => r.id)).toEqual(['r1'])
+    expect(ctx.ledger.entries().map((r) => r.id)).toEqual(['r1', 'r2'])
   })
 
   it('a cancel signal during a step stops it and unwinds', async () => {
@@ -121,15 +111,7 @@ describe('runPipeline', () => {
     expect(result.cancelled).toBe(true)
     expect(result.failedStep).toBe('long wait')
     expect(result.timings.map((t) => t.status)).toEqual(['succeeded', 'succeeded', 'cancelled', 'not run'])
-    expect(ctx.events).toEqual([
-      'run 1',
-      'run 2',
-      'remove snap',
-      'cleanup 2 failed',
-      'remove r2',
-      'cleanup 1 failed',
-      'remove r1'
-    ])
+    expect(ctx.events).toEqual(['run 1', 'run 2', 'remove snap', 'remove r2', 'remove r1'])
   })
 
   it('does not start when already cancelled', async () => {

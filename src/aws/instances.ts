@@ -1,7 +1,7 @@
 // The helper instance: what EC2 and SSM say about it, and the waits for a freshly launched one.
 import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2'
 import { DescribeInstanceInformationCommand, type SSMClient } from '@aws-sdk/client-ssm'
-import { EC2_NOT_YET_VISIBLE, type WaitOptions } from './ec2-wait.js'
+import { EC2_NOT_YET_VISIBLE, steadily, type WaitOptions } from './ec2-wait.js'
 import { poll } from './poll.js'
 
 /** How to get an instance online in SSM, for error messages. */
@@ -29,11 +29,8 @@ export function waitForInstanceRunning(
   return poll({
     what: `instance ${instanceId} to be running`,
     timeoutSeconds: o.timeoutSeconds ?? 600,
-    signal: o.signal,
-    minDelayMs: o.minDelayMs ?? 5000,
-    maxDelayMs: 15000,
+    ...steadily(o),
     tolerate: EC2_NOT_YET_VISIBLE,
-    onProgress: o.onProgress,
     check: async () => {
       const i = await describeInstance(ec2, instanceId)
       if (!i)
@@ -54,10 +51,7 @@ export function waitForSsmOnline(ssm: SSMClient, instanceId: string, o: WaitOpti
   return poll({
     what: `instance ${instanceId} to come online in SSM`,
     timeoutSeconds: o.timeoutSeconds ?? 600,
-    signal: o.signal,
-    minDelayMs: o.minDelayMs ?? 5000,
-    maxDelayMs: 15000,
-    onProgress: o.onProgress,
+    ...steadily(o),
     check: async () => {
       const status = await ssmPingStatus(ssm, instanceId)
       if (status === 'Online') return { done: true, value: undefined }

@@ -2,7 +2,7 @@
 // part names), and whether every part can be read, checked from the runner before anything is made.
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import type { S3Location } from '../settings/index.js'
-import { errorCode } from './poll.js'
+import { errorCode } from '../errors.js'
 
 export interface BundleManifest {
   version: string

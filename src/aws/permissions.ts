@@ -1,6 +1,6 @@
 // EC2 DryRun as a permission probe: DryRunOperation means "you may", UnauthorizedOperation
 // means "you may not". Anything else says nothing about permission and is reported as unproven.
-import { errorCode } from './poll.js'
+import { errorCode } from '../errors.js'
 
 export type Proof = { proven: true } | { proven: false; code: string }
 

@@ -1,6 +1,6 @@
 // One waiting function for everything: a deadline, a delay that starts small and is capped,
 // an abort signal, progress lines, and tolerance for AWS's eventual consistency.
-import { CancelledError } from '../pipeline/runner.js'
+import { CancelledError, errorCode } from '../errors.js'
 
 export type PollResult<T> = { done: true; value: T } | { done: false; progress?: string }
 
@@ -32,13 +32,6 @@ export class PollTimeoutError extends Error {
     )
     this.name = 'PollTimeoutError'
   }
-}
-
-export function errorCode(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined
-  const e = err as { name?: unknown; Code?: unknown; code?: unknown }
-  for (const v of [e.Code, e.code, e.name]) if (typeof v === 'string' && v !== 'Error') return v
-  return undefined
 }
 
 export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>

@@ -5,8 +5,13 @@
 // SSM ends a cancelled or timed-out command with SIGKILL of its whole process group
 // (amazon-ssm-agent agent/executers/executers_unix.go:42-53): the script's exit trap never runs.
 // So every script but cleanup.sh keeps an undo journal on the instance (src/scripts/common.sh),
-// recorded in the ledger before the command is sent; unless the command succeeds, the step's
-// unwinding (or the post step) sends cleanup.sh, which undoes what the journal still lists.
+// reported to the caller's tracker before the command is sent (the pipeline records it in its
+// ledger: src/pipeline/remote-command.ts); unless the command succeeds, the step's unwinding (or
+// the post step) sends cleanup.sh, which undoes what the journal still lists.
+//
+// Why this file is longer than 300 lines: the command text, the wait for it, the meaning of every
+// terminal status and the undo of a killed command are one protocol with SSM; split, each part
+// would have to know the others' journal and status rules.
 import { randomUUID } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import {
@@ -17,8 +22,7 @@ import {
   type SendCommandCommandOutput,
   type SSMClient
 } from '@aws-sdk/client-ssm'
-import type { Ledger } from '../pipeline/ledger.js'
-import { CancelledError } from '../pipeline/runner.js'
+import { CancelledError } from '../errors.js'
 import { companions, type EntryScript, scripts } from '../scripts/index.js'
 import { poll } from './poll.js'
 import { Input } from '../settings/inputs.js'
@@ -35,6 +39,21 @@ export const SSM_DOCUMENT_LIMIT = 64 * 1024
 /** Where the undo journals live on an instance: /var/tmp survives a reboot, like the bundle in /mnt. */
 export const JOURNAL_DIR = '/var/tmp/instance-to-ebs'
 
+/**
+ * What a command leaves behind that must be undone if the runner dies, told to the caller at each
+ * change so that it can keep its own record (the pipeline keeps it in the ledger).
+ */
+export interface RemoteTracker {
+  /** Before the command is sent: the undo journal the script will keep on the instance. */
+  journalStarted(journal: string): void
+  /** Nothing is left to undo: the command was never sent, or it succeeded (the script undid its changes). */
+  journalClosed(journal: string): void
+  /** The command was sent and may be running. */
+  commandSent(commandId: string): void
+  /** The command has ended: nothing of it runs any more. */
+  commandEnded(commandId: string): void
+}
+
 export interface RemoteScriptOptions {
   ssm: SSMClient
   instanceId: string
@@ -44,7 +63,8 @@ export interface RemoteScriptOptions {
   purpose: string
   timeoutMinutes: number
   signal: AbortSignal
-  ledger?: Ledger
+  /** Told of the journal and the command id; without it the script keeps no undo journal. */
+  tracker?: RemoteTracker
   logGroup?: string
   onProgress?: (message: string) => void
   /** Called on every poll while the command runs (live log tailing). */
@@ -153,18 +173,17 @@ const TERMINAL: Record<string, string> = {
   AccessDenied: 'was refused: the SSM agent is not allowed to run it (check the instance profile)'
 }
 
+/**
+ * Longer than 60 lines because the order matters and is read top to bottom: journal before send,
+ * command id right after it, the wait, the cancel on abort, then the verdict from the output.
+ */
 export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScriptResult> {
   const executionSeconds = o.timeoutMinutes * 60
   const deliverySeconds = o.deliverySeconds ?? 600
   // Recorded before it is sent: the post step must undo a command the runner did not see end.
-  const journal = o.script !== 'cleanup.sh' && o.ledger ? `${JOURNAL_DIR}/${randomUUID()}.journal` : undefined
-  if (journal)
-    o.ledger?.record({
-      kind: 'remote-undo',
-      id: journal,
-      removeOn: 'always',
-      detail: { instanceId: o.instanceId }
-    })
+  const journal =
+    o.script !== 'cleanup.sh' && o.tracker ? `${JOURNAL_DIR}/${randomUUID()}.journal` : undefined
+  if (journal) o.tracker?.journalStarted(journal)
   let sent: SendCommandCommandOutput
   try {
     sent = await o.ssm.send(
@@ -183,17 +202,12 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
       })
     )
   } catch (err) {
-    if (journal) o.ledger?.forget('remote-undo', journal) // never sent: nothing to undo
+    if (journal) o.tracker?.journalClosed(journal) // never sent: nothing to undo
     throw err
   }
   const commandId = sent.Command?.CommandId
   if (!commandId) throw new Error(`SSM accepted the command to ${o.purpose} but returned no command id`)
-  o.ledger?.record({
-    kind: 'command',
-    id: commandId,
-    removeOn: 'always',
-    detail: { instanceId: o.instanceId }
-  })
+  o.tracker?.commandSent(commandId)
   o.onProgress?.(`sent command ${commandId} to ${o.instanceId}: ${o.purpose}`)
 
   const started = Date.now()
@@ -243,7 +257,7 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
     }
     throw err
   }
-  o.ledger?.forget('command', commandId)
+  o.tracker?.commandEnded(commandId)
   await finalPoll(o, commandId)
 
   const stdout = invocation.StandardOutputContent ?? ''
@@ -253,7 +267,7 @@ export async function runRemoteScript(o: RemoteScriptOptions): Promise<RemoteScr
   const status = invocation.StatusDetails ?? invocation.Status ?? 'Unknown'
   const exitCode = invocation.ResponseCode ?? -1
   if (status === 'Success' && exitCode === 0) {
-    if (journal) o.ledger?.forget('remote-undo', journal) // the script undid its own changes
+    if (journal) o.tracker?.journalClosed(journal) // the script undid its own changes
     return { commandId, status, exitCode, stdout, stderr, results, truncated }
   }
 
@@ -284,7 +298,7 @@ async function finalPoll(o: RemoteScriptOptions, commandId: string): Promise<voi
 }
 
 /**
- * Cancels at once; the command stays in the ledger, so the cleanup waits until it has really ended
+ * Cancels at once; the command stays with the tracker, so the cleanup waits until it has really ended
  * before it removes what the command works on (a cancel is not guaranteed to stop it).
  */
 async function cancel(o: RemoteScriptOptions, commandId: string): Promise<void> {

@@ -4,7 +4,7 @@
 // the per-block SHA-256 kept for CompleteSnapshot's aggregated checksum.
 import { createHash } from 'node:crypto'
 import { type EBSClient, PutSnapshotBlockCommand } from '@aws-sdk/client-ebs'
-import { errorCode } from './poll.js'
+import { errorCode } from '../errors.js'
 import { Input } from '../settings/inputs.js'
 
 /** "The block size is 524288 bytes (512 KiB)" (EBS direct APIs, PutSnapshotBlock: BlockData/DataLength). */

@@ -9,7 +9,8 @@
 // InvocationDoesNotExist: eventual consistency, boto/boto3#2701, aws/aws-cli#3546): a cleanup that
 // runs that soon (post after a SIGKILL) must not take "not visible yet" for "gone".
 import { CancelCommandCommand, GetCommandInvocationCommand, type SSMClient } from '@aws-sdk/client-ssm'
-import { errorCode, poll } from './poll.js'
+import { poll } from './poll.js'
+import { errorCode } from '../errors.js'
 
 /** GetCommandInvocation's Status values after which nothing runs any more (API_GetCommandInvocation). */
 export const ENDED = new Set(['Success', 'Cancelled', 'TimedOut', 'Failed'])

@@ -1,6 +1,7 @@
 // What the steps of one run share: the settings, the clients, the ledger, and what earlier
 // steps found or made for later ones.
 import type { Clients } from '../aws/clients.js'
+import type { WaitOptions } from '../aws/ec2-wait.js'
 import type { Settings } from '../settings/index.js'
 import type { Logger, StepContext } from './runner.js'
 
@@ -31,6 +32,13 @@ export function stepState<T extends object>(ctx: RunContext, key: 'bundle' | 'co
   ctx.state[key] ??= {}
   return ctx.state[key] as T
 }
+
+/** How every step waits: on the run's signal, at the run's poll interval, progress to the log. */
+export const waitOptions = (ctx: RunContext): WaitOptions => ({
+  signal: ctx.signal,
+  intervalMs: ctx.pollDelayMs,
+  onProgress: ctx.log.info
+})
 
 /** Fails loudly when a step runs without what an earlier step should have left. */
 export function required<T>(value: T | undefined, what: string): T {

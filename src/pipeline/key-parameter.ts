@@ -2,12 +2,16 @@
 // SecureString (unique name, removed in cleanup) that the instance reads with its own profile.
 // The key never travels in SSM command parameters and never reaches the log. Shared by the
 // bundle and convert steps: the first one that runs makes the parameter, later ones reuse it.
-import { PutParameterCommand } from '@aws-sdk/client-ssm'
-import { errorCode } from '../aws/poll.js'
+// The temporary parameters (the key's, and the certificate's of bundle/key-material.ts) are
+// deleted by parameterRemoval, below.
+import { DeleteParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm'
+import { errorCode } from '../errors.js'
 import type { KeyMaterial } from '../settings/index.js'
 import type { RunContext } from './context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from './removal.js'
 import type { Step } from './runner.js'
-import { RUN_TAG, runIdOf } from './convert/state.js'
+import { RUN_TAG } from './tags.js'
+import { runIdOf } from './run-id.js'
 import { Input, type InputName } from '../settings/inputs.js'
 
 const STATE_KEY = 'keyParameter'
@@ -98,4 +102,9 @@ export function keyParameterStep(options: KeyParameterStepOptions = {}): Step<Ru
     enabled: options.enabled,
     run: (ctx) => deliverKeyMaterial(ctx, PRIVATE_KEY)
   }
+}
+
+export const parameterRemoval: Removal = {
+  remove: (r, env) => tolerateGone(() => env.clients.ssm.send(new DeleteParameterCommand({ Name: r.id }))),
+  command: (r) => `aws ssm delete-parameter ${regionOf(r)} --name ${cliQuote(r.id)}`
 }

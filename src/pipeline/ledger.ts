@@ -26,7 +26,7 @@ export interface Resource {
   id: string
   region: string
   removeOn: RemovePolicy
-  /** The step that created it; its cleanup removes it. */
+  /** The step that created it: the unwinding removes it, with its kind's remover, when it undoes that step. */
   step: string
   /** Extra facts the removal needs (the instance a volume is attached to, a bucket and prefix…). */
   detail?: Record<string, string>

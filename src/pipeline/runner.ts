@@ -1,7 +1,10 @@
-// Runs steps in order; on failure or cancellation unwinds the cleanups of the steps that ran,
-// in reverse. Cleanup problems become warnings and never replace the original error.
+// Runs steps in order; on failure or cancellation removes what the steps that ran recorded in the
+// ledger, in reverse, each with the remover of its kind (resources.ts). Removal problems become
+// warnings and never replace the original error.
 import * as core from '@actions/core'
+import { CancelledError, errorCode, messageOf } from '../errors.js'
 import { describeResource, type Ledger, type Resource } from './ledger.js'
+import { removalCommand } from './resources.js'
 
 export interface StepContext {
   ledger: Ledger
@@ -12,9 +15,8 @@ export interface Step<C extends StepContext> {
   name: string
   /** Skipped (and not timed) when it returns false. */
   enabled?: (ctx: C) => boolean
+  /** Records every resource it creates in ctx.ledger at once: that record is its undo. */
   run: (ctx: C) => Promise<void>
-  /** Extra undo work beyond removing the resources the step recorded. */
-  cleanup?: (ctx: C, failed: boolean) => Promise<void>
 }
 
 export interface Logger {
@@ -53,11 +55,6 @@ const EXPIRED_CREDENTIALS = new Set([
   'TokenRefreshRequired'
 ])
 
-const codeOf = (err: unknown): string | undefined =>
-  (err as { Code?: string; code?: string; name?: string } | undefined)?.Code ??
-  (err as { code?: string } | undefined)?.code ??
-  (err as { name?: string } | undefined)?.name
-
 export interface PipelineResult {
   ok: boolean
   error?: unknown
@@ -73,13 +70,6 @@ export interface RunOptions {
   remove: RemoveResource
   log?: Logger
   now?: () => number
-}
-
-export class CancelledError extends Error {
-  constructor(reason = 'the job was cancelled') {
-    super(reason)
-    this.name = 'CancelledError'
-  }
 }
 
 export async function runPipeline<C extends StepContext>(
@@ -145,15 +135,6 @@ async function unwind<C extends StepContext>(
   const report: CleanupReport = { removed: [], kept: [], problems: [] }
   const work = async (): Promise<void> => {
     for (const step of [...ran].reverse()) {
-      if (step.cleanup) {
-        try {
-          await step.cleanup(ctx, failed)
-        } catch (err) {
-          const problem = `cleanup of step '${step.name}' failed: ${messageOf(err)}`
-          report.problems.push(problem)
-          log.warning(problem)
-        }
-      }
       const own = ctx.ledger.entries().filter((r) => r.step === step.name)
       for (const resource of [...own].reverse()) {
         if (!failed && resource.removeOn === 'failure') {
@@ -192,7 +173,7 @@ export async function removeOne(
     report.removed.push(name)
     log.info(`removed ${name}`)
   } catch (err) {
-    const code = codeOf(err)
+    const code = errorCode(err)
     if (code && EXPIRED_CREDENTIALS.has(code)) {
       report.credentialsExpired = code
       const problem = `could not remove ${name}: the AWS credentials have expired (${code}); cleanup stops here`
@@ -213,44 +194,6 @@ export function reportLeftAfterExpiry(left: readonly Resource[], report: Cleanup
   const message = `The AWS credentials expired (${report.credentialsExpired}) during cleanup; ${left.length} resource(s) are left. With fresh credentials, remove them in this order:\n${lines.join('\n')}`
   report.problems.push(message)
   log.warning(message)
-}
-
-const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`)
-
-/** The AWS CLI command that removes one recorded resource. */
-export function removalCommand(r: Resource): string {
-  const region = `--region ${shellQuote(r.region)}`
-  const id = shellQuote(r.id)
-  switch (r.kind) {
-    case 'instance':
-      return `aws ec2 terminate-instances ${region} --instance-ids ${id}`
-    case 'command':
-      return `aws ssm cancel-command ${region} --command-id ${id}`
-    case 'remote-undo':
-      // The journal lives on the instance: only a command run there can undo what it records.
-      return `on ${shellQuote(r.detail?.instanceId ?? 'the instance')}, as root: bash cleanup.sh --journal ${id} (src/scripts/cleanup.sh of this action, with common.sh beside it)`
-    case 'attachment':
-      return `aws ec2 detach-volume ${region} --volume-id ${id}${r.detail?.instanceId ? ` --instance-id ${shellQuote(r.detail.instanceId)}` : ''}`
-    case 'volume':
-      return `aws ec2 delete-volume ${region} --volume-id ${id}`
-    case 'parameter':
-      return `aws ssm delete-parameter ${region} --name ${id}`
-    case 'snapshot':
-      return `aws ec2 delete-snapshot ${region} --snapshot-id ${id}`
-    case 'image':
-      return `aws ec2 deregister-image ${region} --image-id ${id}`
-    case 'bundle': {
-      const m = /^(s3:\/\/.+\/)?([^/]+)\.manifest\.xml$/.exec(r.id)
-      if (!m) return `aws s3 rm ${region} ${id}`
-      const folder = m[1] ?? ''
-      return `aws s3 rm ${region} ${shellQuote(folder)} --recursive --exclude '*' --include ${shellQuote(`${m[2]}.manifest.xml`)} --include ${shellQuote(`${m[2]}.part.*`)}`
-    }
-  }
-}
-
-export function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message
-  return String(err)
 }
 
 export function formatSeconds(seconds: number): string {

@@ -1,6 +1,6 @@
 // The one line a failed run ends with: which step, what went wrong, and the fix when we know it.
 import type { PipelineResult } from '../pipeline/runner.js'
-import { messageOf } from '../pipeline/runner.js'
+import { messageOf } from '../errors.js'
 import { RemoteCommandError } from '../aws/remote-script.js'
 import { hintFor } from './hints.js'
 

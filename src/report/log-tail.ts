@@ -7,8 +7,8 @@ import {
   type GetLogEventsCommandOutput
 } from '@aws-sdk/client-cloudwatch-logs'
 import * as core from '@actions/core'
-import { errorCode } from '../aws/poll.js'
-import { messageOf } from '../pipeline/runner.js'
+import { errorCode } from '../errors.js'
+import { messageOf } from '../errors.js'
 
 /** Where SSM's AWS-RunShellScript writes a command's stdout for one instance. */
 export const stdoutStream = (commandId: string, instanceId: string): string =>

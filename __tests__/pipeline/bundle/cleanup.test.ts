@@ -12,7 +12,8 @@ import {
 import { Ledger } from '../../../src/pipeline/ledger.js'
 import { planSteps } from '../../../src/pipeline/plan.js'
 import { resourceRemover } from '../../../src/pipeline/resources.js'
-import { messageOf, runPipeline } from '../../../src/pipeline/runner.js'
+import { runPipeline } from '../../../src/pipeline/runner.js'
+import { messageOf } from '../../../src/errors.js'
 import { failureLine } from '../../../src/report/failure.js'
 import {
   type AccountOptions,

@@ -6,7 +6,8 @@ import { PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm'
 import { bucketRegion } from '../../../src/pipeline/bundle/bucket.js'
 import { planSteps } from '../../../src/pipeline/plan.js'
 import { resourceRemover } from '../../../src/pipeline/resources.js'
-import { messageOf, runPipeline } from '../../../src/pipeline/runner.js'
+import { runPipeline } from '../../../src/pipeline/runner.js'
+import { messageOf } from '../../../src/errors.js'
 import {
   type AccountOptions,
   awsError,

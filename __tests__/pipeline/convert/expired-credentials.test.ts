@@ -2,7 +2,7 @@
 // expired-token answer instead of failing once per resource, and says what is left and the AWS CLI
 // command that removes each.
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals'
-import { removalCommand } from '../../../src/pipeline/runner.js'
+import { removalCommand } from '../../../src/pipeline/resources.js'
 import { type AccountMocks, FakeAccount, mockAccount, serviceError } from '../../__fixtures__/aws-account.js'
 import { convertWithHelper, runConvert } from '../../__fixtures__/convert-run.js'
 

@@ -320,7 +320,7 @@ describe('convert: a failure at every step that creates something leaves nothing
       (a) => {
         a.imageOutcome = 'failed'
       },
-      /AMI ami-\w+ went to state 'failed': the snapshot is not bootable; check the image facts/,
+      /AMI ami-\w+ went to state 'failed' instead of available: the snapshot is not bootable; check the image facts/,
       'instance parameter volume snapshot image'
     ]
   ]

@@ -6,7 +6,7 @@ import {
   ListObjectsV2Command,
   type S3Client
 } from '@aws-sdk/client-s3'
-import { errorCode } from '../../aws/poll.js'
+import { errorCode } from '../../errors.js'
 import type { IfBundleExists } from '../../settings/index.js'
 import type { Logger } from '../runner.js'
 import { Input } from '../../settings/inputs.js'

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-ec2'
 import { SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
 import { provePermission } from '../../aws/permissions.js'
-import { errorCode } from '../../aws/poll.js'
+import { errorCode } from '../../errors.js'
 import type { Architecture, VirtualizationType } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'

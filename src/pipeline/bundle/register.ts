@@ -6,7 +6,7 @@ import {
 } from '@aws-sdk/client-ec2'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
-import { tagsFor } from '../convert/state.js'
+import { tagsFor } from '../tags.js'
 import { type BundleImageFacts, bundleState, changing } from './state.js'
 
 /** The instance-store disks, as the seed procedure and Packer's amazon-instance builder map them. */

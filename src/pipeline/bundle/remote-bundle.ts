@@ -1,10 +1,16 @@
 // Runs bundle.sh on the source instance: ec2-bundle-vol, then ec2-upload-bundle to the bucket.
-// The bundle is recorded before the command is sent, because a failed upload may leave parts.
+// The bundle is recorded before the command is sent, because a failed upload may leave parts;
+// its objects are deleted by bundleRemoval, below.
+import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
+import type { Clients } from '../../aws/clients.js'
 import { RemoteCommandError, runRemoteScript } from '../../aws/remote-script.js'
 import { hintFor } from '../../report/hints.js'
 import { createLogTail } from '../../report/log-tail.js'
 import { type RunContext, required } from '../context.js'
+import { ledgerTracker } from '../remote-command.js'
+import { cliQuote, type Removal, regionOf } from '../removal.js'
 import type { Step } from '../runner.js'
+import type { Resource } from '../ledger.js'
 import { keyParameterName } from '../key-parameter.js'
 import { certificateParameterName } from './key-material.js'
 import { BUNDLE_NAME, bundleState, changing } from './state.js'
@@ -41,6 +47,8 @@ export function bundleArgs(ctx: RunContext): string[] {
   return args
 }
 
+// The step's run is longer than 60 lines: recording the bundle, the live log and the command's
+// outcome are one sequence whose order (record before send) is the point.
 export const bundleVolume: Step<RunContext> = {
   name: 'bundle and upload',
   enabled: changing,
@@ -76,7 +84,7 @@ export const bundleVolume: Step<RunContext> = {
         purpose: `bundle ${instanceId} to ${manifestUrl}`,
         timeoutMinutes: ctx.settings.timeoutMinutes,
         signal: ctx.signal,
-        ledger: ctx.ledger,
+        tracker: ledgerTracker(ctx.ledger, instanceId),
         logGroup: ctx.settings.logGroup,
         onProgress: (m) => ctx.log.info(m),
         onPoll: tail,
@@ -114,4 +122,44 @@ export const bundleVolume: Step<RunContext> = {
     s.imageLocation = location
     ctx.log.info(`bundle uploaded: ${manifestUrl}`)
   }
+}
+
+export const bundleRemoval: Removal = {
+  remove: (r, env) => removeBundle(env.clients, r),
+  command: (r) => {
+    const m = /^(s3:\/\/.+\/)?([^/]+)\.manifest\.xml$/.exec(r.id)
+    if (!m) return `aws s3 rm ${regionOf(r)} ${cliQuote(r.id)}`
+    const folder = m[1] ?? ''
+    return `aws s3 rm ${regionOf(r)} ${cliQuote(folder)} --recursive --exclude '*' --include ${cliQuote(`${m[2]}.manifest.xml`)} --include ${cliQuote(`${m[2]}.part.*`)}`
+  }
+}
+
+/** Deletes the objects of one bundle: r.id is s3://bucket/prefix/name.manifest.xml. */
+async function removeBundle(clients: Clients, r: Resource): Promise<void> {
+  const match = /^s3:\/\/([^/]+)\/(.+)\.manifest\.xml$/.exec(r.id)
+  if (!match) throw new Error(`not a manifest location: ${r.id}`)
+  const bucket = match[1] as string
+  const stem = `${match[2]}.` // the manifest and its parts: name.manifest.xml, name.part.NN
+  let token: string | undefined
+  do {
+    const page = await clients.s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: stem, ContinuationToken: token })
+    )
+    const keys = (page.Contents ?? [])
+      .map((o) => o.Key)
+      .filter((k): k is string => k !== undefined && /\.(manifest\.xml|part\.\d+)$/.test(k))
+    if (keys.length > 0) {
+      const out = await clients.s3.send(
+        new DeleteObjectsCommand({
+          Bucket: bucket,
+          Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true }
+        })
+      )
+      if (out.Errors && out.Errors.length > 0)
+        throw new Error(
+          `S3 refused to delete ${out.Errors.length} object(s), first: ${out.Errors[0]?.Key} (${out.Errors[0]?.Code})`
+        )
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined
+  } while (token)
 }

@@ -1,9 +1,11 @@
 // Attaches the work volume to the helper at a device name nothing else uses (/dev/sdf to
 // /dev/sdp, as EC2 recommends for EBS), and waits for the attachment itself to be `attached`.
-import { AttachVolumeCommand } from '@aws-sdk/client-ec2'
-import { waitForAttachment } from '../../aws/ec2-wait.js'
+// The attachment is undone here too (detachForRemoval); the detach step undoes it on success.
+import { AttachVolumeCommand, DetachVolumeCommand } from '@aws-sdk/client-ec2'
+import { waitForAttachment, waitForDetachment } from '../../aws/ec2-wait.js'
 import { describeInstance } from '../../aws/instances.js'
-import { type RunContext, required } from '../context.js'
+import { type RunContext, required, waitOptions } from '../context.js'
+import { cliQuote, type Removal, type RemoveEnv, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { convertState, proceeding } from './state.js'
 
@@ -40,10 +42,28 @@ export const attachVolumeStep: Step<RunContext> = {
     })
     s.device = device
     ctx.log.info(`attaching ${volumeId} to ${helper.instanceId} as ${device}`)
-    await waitForAttachment(ctx.clients.ec2, volumeId, helper.instanceId, {
-      signal: ctx.signal,
-      minDelayMs: ctx.pollDelayMs,
-      onProgress: ctx.log.info
-    })
+    await waitForAttachment(ctx.clients.ec2, volumeId, helper.instanceId, waitOptions(ctx))
   }
+}
+
+/** Detaches a volume and waits until no attachment is left; already detached counts as done. */
+export async function detachForRemoval(volumeId: string, instanceId: string | undefined, env: RemoveEnv) {
+  // DetachVolume needs the instance id (and the emulator crashes without it).
+  await tolerateGone(() =>
+    env.clients.ec2.send(
+      new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId, Force: false })
+    )
+  )
+  await tolerateGone(() =>
+    waitForDetachment(env.clients.ec2, volumeId, {
+      timeoutSeconds: env.detachTimeoutSeconds ?? 300,
+      intervalMs: env.pollDelayMs
+    })
+  )
+}
+
+export const attachmentRemoval: Removal = {
+  remove: (r, env) => detachForRemoval(r.id, r.detail?.instanceId, env),
+  command: (r) =>
+    `aws ec2 detach-volume ${regionOf(r)} --volume-id ${cliQuote(r.id)}${r.detail?.instanceId ? ` --instance-id ${cliQuote(r.detail.instanceId)}` : ''}`
 }

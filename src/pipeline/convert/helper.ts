@@ -1,11 +1,14 @@
 // The helper: the given instance (checked by preflight), or a temporary one launched for this
-// run, recorded the moment RunInstances answers and terminated in cleanup whatever happens.
-import { RunInstancesCommand } from '@aws-sdk/client-ec2'
+// run, recorded the moment RunInstances answers and terminated in cleanup whatever happens. The
+// boot check's instance (verify/boot.ts) is terminated by the same remover.
+import { RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { describeInstance, waitForInstanceRunning, waitForSsmOnline } from '../../aws/instances.js'
-import { type RunContext, required } from '../context.js'
+import { type RunContext, required, waitOptions } from '../context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
 import { runInstancesInput } from './preflight.js'
-import { clientToken, convertState, proceeding } from './state.js'
+import { convertState, proceeding } from './state.js'
+import { clientToken } from '../run-id.js'
 
 export const helperStep: Step<RunContext> = {
   name: 'helper',
@@ -35,7 +38,7 @@ export const helperStep: Step<RunContext> = {
     const instanceId = required(instance?.InstanceId, 'the id of the launched helper')
     ctx.ledger.record({ kind: 'instance', id: instanceId, removeOn: 'always' })
     ctx.log.info(`launched helper ${instanceId} (${launch.instanceType}, ${amiId})`)
-    const opts = { signal: ctx.signal, minDelayMs: ctx.pollDelayMs, onProgress: ctx.log.info }
+    const opts = waitOptions(ctx)
     const running = await waitForInstanceRunning(ctx.clients.ec2, instanceId, opts)
     await waitForSsmOnline(ctx.clients.ssm, instanceId, opts)
     const az = required(
@@ -45,4 +48,10 @@ export const helperStep: Step<RunContext> = {
     s.helper = { instanceId, availabilityZone: az, launched: true }
     ctx.log.info(`helper ${instanceId} is running in ${az} and online in SSM`)
   }
+}
+
+export const instanceRemoval: Removal = {
+  remove: (r, env) =>
+    tolerateGone(() => env.clients.ec2.send(new TerminateInstancesCommand({ InstanceIds: [r.id] }))),
+  command: (r) => `aws ec2 terminate-instances ${regionOf(r)} --instance-ids ${cliQuote(r.id)}`
 }

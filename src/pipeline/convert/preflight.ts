@@ -12,12 +12,14 @@ import {
 import { DescribeParametersCommand, GetParameterCommand } from '@aws-sdk/client-ssm'
 import { describeInstance, SSM_ONLINE_FIX, ssmPingStatus } from '../../aws/instances.js'
 import { type Proof, provePermission } from '../../aws/permissions.js'
-import { errorCode } from '../../aws/poll.js'
+import { errorCode } from '../../errors.js'
 import type { HelperLaunch } from '../../settings/index.js'
 import type { RunContext } from '../context.js'
+import { oneInstanceInput } from '../launch.js'
 import type { Step } from '../runner.js'
 import { registerImageInput } from './register.js'
-import { convertState, tagSpec } from './state.js'
+import { convertState } from './state.js'
+import { tagSpec } from '../tags.js'
 import { createVolumeInput } from './volume.js'
 import { Input } from '../../settings/inputs.js'
 
@@ -118,19 +120,15 @@ export function runInstancesInput(ctx: RunContext, launch: HelperLaunch, amiId: 
     ? { Arn: launch.instanceProfile }
     : { Name: launch.instanceProfile }
   return {
-    ImageId: amiId,
-    InstanceType: launch.instanceType as never,
-    MinCount: 1,
-    MaxCount: 1,
-    SubnetId: launch.subnetId,
-    SecurityGroupIds: launch.securityGroupIds.length > 0 ? launch.securityGroupIds : undefined,
+    ...oneInstanceInput(ctx, {
+      imageId: amiId,
+      instanceType: launch.instanceType,
+      subnetId: launch.subnetId,
+      securityGroupIds: launch.securityGroupIds,
+      name: 'instance-to-ebs helper'
+    }),
     IamInstanceProfile: profile,
-    InstanceInitiatedShutdownBehavior: 'terminate' as const,
-    MetadataOptions: { HttpTokens: 'required' as const, HttpEndpoint: 'enabled' as const },
-    TagSpecifications: [
-      ...tagSpec(ctx, 'instance', 'instance-to-ebs helper'),
-      ...tagSpec(ctx, 'volume', 'instance-to-ebs helper')
-    ]
+    MetadataOptions: { HttpTokens: 'required' as const, HttpEndpoint: 'enabled' as const }
   }
 }
 

@@ -7,20 +7,28 @@
 // names unique, so the new image is first registered under a temporary name and waited for; only
 // then is the old AMI deregistered, the real name registered from the same snapshot, the temporary
 // AMI deregistered, and at last the old AMI's snapshots deleted.
+//
+// Every AMI the action registers (here and the instance-store AMI of bundle/register.ts) is
+// deregistered by removeImage, below.
 import {
-  DeleteSnapshotCommand,
   DeregisterImageCommand,
-  DescribeImagesCommand,
+  type EC2Client,
   type Image,
   type RegisterImageCommandInput,
   RegisterImageCommand
 } from '@aws-sdk/client-ec2'
 import { s3Url } from '../../aws/manifest.js'
-import { errorCode, poll } from '../../aws/poll.js'
+import { errorCode } from '../../errors.js'
 import type { VolumeType } from '../../settings/index.js'
-import { type RunContext, required } from '../context.js'
-import { messageOf, type Step } from '../runner.js'
-import { convertState, type ImageFacts, proceeding, runIdOf, tagSpec } from './state.js'
+import { waitForImageAvailable } from '../../aws/ec2-wait.js'
+import { type RunContext, required, waitOptions } from '../context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
+import type { Step } from '../runner.js'
+import { messageOf } from '../../errors.js'
+import { removeSnapshot } from './snapshot.js'
+import { convertState, type ImageFacts, proceeding } from './state.js'
+import { runIdOf } from '../run-id.js'
+import { tagSpec } from '../tags.js'
 import { Input } from '../../settings/inputs.js'
 
 export interface RegisterRequest {
@@ -87,24 +95,11 @@ async function register(ctx: RunContext, input: RegisterImageCommandInput): Prom
 }
 
 async function waitAvailable(ctx: RunContext, imageId: string): Promise<void> {
-  await poll({
-    what: `AMI ${imageId} to become available`,
+  await waitForImageAvailable(ctx.clients.ec2, imageId, {
+    ...waitOptions(ctx),
     timeoutSeconds: Math.max(60, ctx.settings.timeoutMinutes) * 60,
-    signal: ctx.signal,
-    minDelayMs: ctx.pollDelayMs,
-    maxDelayMs: Math.max(ctx.pollDelayMs, 30000),
-    tolerate: ['InvalidAMIID.NotFound'],
-    onProgress: ctx.log.info,
-    check: async () => {
-      const d = await ctx.clients.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))
-      const image = d.Images?.[0]
-      if (image?.State === 'available') return { done: true, value: image }
-      if (image?.State === 'failed' || image?.State === 'error' || image?.State === 'invalid')
-        throw new Error(
-          `AMI ${imageId} went to state '${image.State}'${image.StateReason?.Message ? `: ${image.StateReason.Message}` : ''}; check the image facts (${Input.Architecture}, ${Input.RootDeviceName}, ${Input.VirtualizationType}, ${Input.KernelId}) and run again`
-        )
-      return { done: false, progress: image?.State ?? 'not listed yet' }
-    }
+    what: `AMI ${imageId}`,
+    fix: `check the image facts (${Input.Architecture}, ${Input.RootDeviceName}, ${Input.VirtualizationType}, ${Input.KernelId}) and run again`
   })
 }
 
@@ -122,33 +117,16 @@ async function deregisterReplaced(ctx: RunContext, old: Image): Promise<void> {
   )
 }
 
-/** Right after DeregisterImage a snapshot may still be in use for a moment: retry that code. */
-export async function deleteSnapshotOfDeregistered(ctx: RunContext, snapshotId: string): Promise<void> {
-  await poll({
-    what: `snapshot ${snapshotId} to be released by its deregistered AMI`,
-    timeoutSeconds: 300,
-    signal: ctx.signal,
-    minDelayMs: ctx.pollDelayMs,
-    maxDelayMs: Math.max(ctx.pollDelayMs, 15000),
-    tolerate: ['InvalidSnapshot.InUse'],
-    check: async () => {
-      await ctx.clients.ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }))
-      return { done: true, value: undefined }
-    }
-  })
-}
-
 async function deleteReplacedSnapshots(ctx: RunContext, old: Image): Promise<void> {
   const ids = (old.BlockDeviceMappings ?? []).map((b) => b.Ebs?.SnapshotId).filter((id): id is string => !!id)
   for (const id of ids) {
     try {
-      await deleteSnapshotOfDeregistered(ctx, id)
+      await removeSnapshot(ctx.clients.ec2, id, { pollDelayMs: ctx.pollDelayMs, signal: ctx.signal })
       ctx.log.info(`deleted ${id} of the replaced AMI ${old.ImageId}`)
     } catch (err) {
-      if (errorCode(err) !== 'InvalidSnapshot.NotFound')
-        ctx.log.warning(
-          `could not delete snapshot ${id} of the replaced AMI ${old.ImageId}: ${messageOf(err)}; delete it by hand`
-        )
+      ctx.log.warning(
+        `could not delete snapshot ${id} of the replaced AMI ${old.ImageId}: ${messageOf(err)}; delete it by hand`
+      )
     }
   }
 }
@@ -188,7 +166,7 @@ async function registerReplacing(
   ctx.ledger.record({ kind: 'image', id: tempId, removeOn: 'always' })
   await waitAvailable(ctx, imageId)
   try {
-    await ctx.clients.ec2.send(new DeregisterImageCommand({ ImageId: tempId }))
+    await removeImage(ctx.clients.ec2, tempId)
     ctx.ledger.forget('image', tempId)
     ctx.log.info(`deregistered the temporary ${tempId}`)
   } catch (err) {
@@ -237,4 +215,13 @@ export const registerStep: Step<RunContext> = {
     ctx.log.info(`AMI ${imageId} '${name}' is available`)
     if (s.replaces) await deleteReplacedSnapshots(ctx, s.replaces)
   }
+}
+
+/** Deregisters an AMI; already gone counts as deregistered. */
+export const removeImage = (ec2: EC2Client, imageId: string): Promise<void> =>
+  tolerateGone(() => ec2.send(new DeregisterImageCommand({ ImageId: imageId })))
+
+export const imageRemoval: Removal = {
+  remove: (r, env) => removeImage(env.clients.ec2, r.id),
+  command: (r) => `aws ec2 deregister-image ${regionOf(r)} --image-id ${cliQuote(r.id)}`
 }

@@ -10,14 +10,17 @@ import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { GetParameterCommand } from '@aws-sdk/client-ssm'
 import { readBundleSecrets, unwrapBundleKey, verifyManifestSignature } from '../../aws/bundle-crypto.js'
 import { partKey, s3Url } from '../../aws/manifest.js'
-import { errorCode } from '../../aws/poll.js'
+import { errorCode } from '../../errors.js'
 import { SnapshotBlockWriter } from '../../aws/snapshot-blocks.js'
 import type { KeyMaterial } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
-import { messageOf, type Step } from '../runner.js'
+import type { Step } from '../runner.js'
+import { messageOf } from '../../errors.js'
 import { decodeBundle, newDecodeStats } from './bundle-decode.js'
 import { waitForSnapshot } from './snapshot.js'
-import { clientToken, convertState, proceeding, tagsFor } from './state.js'
+import { convertState, proceeding } from './state.js'
+import { clientToken } from '../run-id.js'
+import { tagsFor } from '../tags.js'
 import { Input, type InputName } from '../../settings/inputs.js'
 
 export const onRunner = (ctx: RunContext): boolean => ctx.settings.convertOn === 'runner'
@@ -168,3 +171,6 @@ export const runnerWriteStep: Step<RunContext> = {
     await waitForSnapshot(ctx, snapshotId)
   }
 }
+
+// Why its step's run is longer than 60 lines: StartSnapshot, the block writes and CompleteSnapshot
+// are one sequence with one catch that must leave the pending snapshot in the ledger.

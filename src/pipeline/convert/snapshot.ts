@@ -1,10 +1,13 @@
 // Snapshots the written volume, printing its progress; the snapshot is a product of the run,
-// removed only if the run fails.
-import { CreateSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2'
+// removed only if the run fails (removeSnapshot, below: also for the snapshots of a replaced AMI).
+import { CreateSnapshotCommand, DeleteSnapshotCommand, type EC2Client } from '@aws-sdk/client-ec2'
 import { poll } from '../../aws/poll.js'
-import { type RunContext, required } from '../context.js'
+import { waitForSnapshotCompleted } from '../../aws/ec2-wait.js'
+import { type RunContext, required, waitOptions } from '../context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
-import { convertState, proceeding, tagSpec } from './state.js'
+import { convertState, proceeding } from './state.js'
+import { tagSpec } from '../tags.js'
 
 export const snapshotStep: Step<RunContext> = {
   name: 'snapshot',
@@ -33,23 +36,39 @@ export const snapshotStep: Step<RunContext> = {
 
 /** Waits until the snapshot is completed, printing its progress. */
 export async function waitForSnapshot(ctx: RunContext, snapshotId: string): Promise<void> {
-  await poll({
-    what: `snapshot ${snapshotId} to complete`,
+  await waitForSnapshotCompleted(ctx.clients.ec2, snapshotId, {
+    ...waitOptions(ctx),
     timeoutSeconds: Math.max(120, ctx.settings.timeoutMinutes) * 60,
-    signal: ctx.signal,
-    minDelayMs: ctx.pollDelayMs,
-    maxDelayMs: Math.max(ctx.pollDelayMs, 30000),
-    tolerate: ['InvalidSnapshot.NotFound'],
-    onProgress: ctx.log.info,
-    check: async () => {
-      const d = await ctx.clients.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))
-      const snap = d.Snapshots?.[0]
-      if (snap?.State === 'completed') return { done: true, value: snap }
-      if (snap?.State === 'error')
-        throw new Error(
-          `Snapshot ${snapshotId} failed${snap.StateMessage ? `: ${snap.StateMessage}` : ''}; run again (nothing of it is kept)`
-        )
-      return { done: false, progress: `${snap?.Progress || '0%'} done` }
-    }
+    fix: 'run again (nothing of it is kept)'
   })
+}
+
+/**
+ * Deletes a snapshot; already gone counts as deleted. Right after DeregisterImage EC2 may still
+ * count it as in use by that AMI for a moment (InvalidSnapshot.InUse): that code is retried.
+ */
+export async function removeSnapshot(
+  ec2: EC2Client,
+  snapshotId: string,
+  o: { pollDelayMs?: number; signal?: AbortSignal } = {}
+): Promise<void> {
+  await tolerateGone(() =>
+    poll({
+      what: `snapshot ${snapshotId} to be released by its deregistered AMI`,
+      timeoutSeconds: 300,
+      signal: o.signal,
+      minDelayMs: o.pollDelayMs,
+      maxDelayMs: Math.max(o.pollDelayMs ?? 0, 10000),
+      tolerate: ['InvalidSnapshot.InUse'],
+      check: async () => {
+        await ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }))
+        return { done: true, value: undefined }
+      }
+    })
+  )
+}
+
+export const snapshotRemoval: Removal = {
+  remove: (r, env) => removeSnapshot(env.clients.ec2, r.id, { pollDelayMs: env.pollDelayMs }),
+  command: (r) => `aws ec2 delete-snapshot ${regionOf(r)} --snapshot-id ${cliQuote(r.id)}`
 }

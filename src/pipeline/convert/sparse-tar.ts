@@ -221,3 +221,6 @@ export async function* readTarImage(
   if (!found) throw new TarFormatError(`the tar stream holds no member '${name}'`)
   return found
 }
+
+// Why readTarImage is longer than 60 lines: it is one streaming state machine over the tar
+// headers (GNU old-style sparse maps included); split, its state would travel between functions.

@@ -1,11 +1,21 @@
 // The work volume: created in the helper's availability zone, recorded at once, deleted by the
-// cleanup after success as after failure (the snapshot is the product, not the volume).
-import { CreateVolumeCommand, type CreateVolumeCommandInput } from '@aws-sdk/client-ec2'
+// cleanup after success as after failure (the snapshot is the product, not the volume): the
+// remover below detaches it first if it is still attached.
+import {
+  CreateVolumeCommand,
+  type CreateVolumeCommandInput,
+  DeleteVolumeCommand,
+  DescribeVolumesCommand
+} from '@aws-sdk/client-ec2'
 import { waitForVolumeAvailable } from '../../aws/ec2-wait.js'
-import { type RunContext, required } from '../context.js'
+import { type RunContext, required, waitOptions } from '../context.js'
+import { cliQuote, type Removal, regionOf, tolerateGone } from '../removal.js'
 import type { Step } from '../runner.js'
+import { detachForRemoval } from './attach.js'
 import { provisionedIops } from './register.js'
-import { clientToken, convertState, proceeding, tagSpec } from './state.js'
+import { convertState, proceeding } from './state.js'
+import { clientToken } from '../run-id.js'
+import { tagSpec } from '../tags.js'
 
 /** The one CreateVolume request, shared by preflight's DryRun probe and this step. */
 export function createVolumeInput(
@@ -50,10 +60,19 @@ export const createVolumeStep: Step<RunContext> = {
     ctx.ledger.record({ kind: 'volume', id: volumeId, removeOn: 'always' })
     s.volumeId = volumeId
     ctx.log.info(`created ${ami.volumeType} volume ${volumeId} of ${size} GiB in ${helper.availabilityZone}`)
-    await waitForVolumeAvailable(ctx.clients.ec2, volumeId, {
-      signal: ctx.signal,
-      minDelayMs: ctx.pollDelayMs,
-      onProgress: ctx.log.info
-    })
+    await waitForVolumeAvailable(ctx.clients.ec2, volumeId, waitOptions(ctx))
   }
+}
+
+export const volumeRemoval: Removal = {
+  remove: async (r, env) => {
+    let attachedTo: string | undefined
+    await tolerateGone(async () => {
+      const out = await env.clients.ec2.send(new DescribeVolumesCommand({ VolumeIds: [r.id] }))
+      attachedTo = out.Volumes?.[0]?.Attachments?.[0]?.InstanceId
+    })
+    if (attachedTo) await detachForRemoval(r.id, attachedTo, env)
+    await tolerateGone(() => env.clients.ec2.send(new DeleteVolumeCommand({ VolumeId: r.id })))
+  },
+  command: (r) => `aws ec2 delete-volume ${regionOf(r)} --volume-id ${cliQuote(r.id)}`
 }

@@ -4,6 +4,7 @@ import { runRemoteScript } from '../../aws/remote-script.js'
 import { s3Url } from '../../aws/manifest.js'
 import { liveOutput } from '../../report/log-tail.js'
 import { type RunContext, required } from '../context.js'
+import { ledgerTracker } from '../remote-command.js'
 import { keyParameterName } from '../key-parameter.js'
 import type { Step } from '../runner.js'
 import { convertState, type ImageFacts, proceeding } from './state.js'
@@ -61,7 +62,7 @@ export const writeImageStep: Step<RunContext> = {
       purpose: `write ${s.sourceImage?.ImageId ?? 'the bundle'} onto ${volumeId}`,
       timeoutMinutes: ctx.settings.timeoutMinutes,
       signal: ctx.signal,
-      ledger: ctx.ledger,
+      tracker: ledgerTracker(ctx.ledger, helper.instanceId),
       ...liveOutput(ctx, helper.instanceId),
       onProgress: ctx.log.info,
       pollDelayMs: ctx.pollDelayMs

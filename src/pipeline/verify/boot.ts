@@ -10,11 +10,14 @@ import {
   type InstanceStatus,
   RunInstancesCommand
 } from '@aws-sdk/client-ec2'
-import { EC2_NOT_YET_VISIBLE } from '../../aws/ec2-wait.js'
+import { EC2_NOT_YET_VISIBLE, steadily } from '../../aws/ec2-wait.js'
 import { poll } from '../../aws/poll.js'
-import { type RunContext, required } from '../context.js'
-import { clientToken, convertState, proceeding, tagSpec } from '../convert/state.js'
-import { CancelledError, messageOf, type Step } from '../runner.js'
+import { type RunContext, required, waitOptions } from '../context.js'
+import { oneInstanceInput } from '../launch.js'
+import { convertState, proceeding } from '../convert/state.js'
+import { clientToken } from '../run-id.js'
+import type { Step } from '../runner.js'
+import { CancelledError, messageOf } from '../../errors.js'
 import { consoleTail, decodeConsole, findBootFailure } from './console.js'
 import { type BootReport, type BootType, chooseBootType, verifyState } from './instance-types.js'
 import { Input } from '../../settings/inputs.js'
@@ -37,22 +40,13 @@ export class BootCheckFailed extends Error {
 function runInput(ctx: RunContext, imageId: string, type: BootType) {
   const plan = required(verifyState(ctx).plan, 'the boot check plan')
   return {
-    ImageId: imageId,
-    InstanceType: type.instanceType as never,
-    MinCount: 1,
-    MaxCount: 1,
-    SubnetId: plan.subnetId,
-    SecurityGroupIds: plan.securityGroupIds.length > 0 ? plan.securityGroupIds : undefined,
-    // A halt inside the guest ends the instance too, so nothing stays behind stopped.
-    InstanceInitiatedShutdownBehavior: 'terminate' as const,
-    // RunInstances TagSpecifications: "The tags to apply to the resources that are created during
-    // instance launch. You can specify tags for the following resources only: Instances, Volumes,
-    // Spot Instance requests, Network interfaces." (EC2 API reference). The run tag on the
-    // instance is what lets the runner role terminate it.
-    TagSpecifications: [
-      ...tagSpec(ctx, 'instance', 'instance-to-ebs boot check'),
-      ...tagSpec(ctx, 'volume', 'instance-to-ebs boot check')
-    ],
+    ...oneInstanceInput(ctx, {
+      imageId,
+      instanceType: type.instanceType,
+      subnetId: plan.subnetId,
+      securityGroupIds: plan.securityGroupIds,
+      name: 'instance-to-ebs boot check'
+    }),
     ClientToken: clientToken(ctx, 'boot-check')
   }
 }
@@ -75,11 +69,8 @@ async function waitForStatusChecks(
   return poll({
     what: `boot check instance ${instanceId} to pass both status checks`,
     timeoutSeconds,
-    signal: ctx.signal,
-    minDelayMs: ctx.pollDelayMs,
-    maxDelayMs: Math.max(ctx.pollDelayMs, 15000),
+    ...steadily(waitOptions(ctx)),
     tolerate: EC2_NOT_YET_VISIBLE,
-    onProgress: ctx.log.info,
     check: async () => {
       const out = await ctx.clients.ec2.send(
         new DescribeInstanceStatusCommand({ InstanceIds: [instanceId], IncludeAllInstances: true })
@@ -133,10 +124,7 @@ async function awaitConsole(
     return await poll({
       what: `console output of ${instanceId}`,
       timeoutSeconds: seconds,
-      signal: ctx.signal,
-      minDelayMs: ctx.pollDelayMs,
-      maxDelayMs: Math.max(ctx.pollDelayMs, 15000),
-      onProgress: ctx.log.info,
+      ...steadily(waitOptions(ctx)),
       check: async () => {
         const text = await readConsole(ctx, instanceId, type)
         if (text.trim() !== '') return { done: true, value: text }
@@ -164,6 +152,10 @@ function keepProducts(ctx: RunContext): void {
   }
 }
 
+/**
+ * Just over 60 lines: launch, status checks, console and the verdict share one report and one
+ * catch that decides between "did not boot" and "could not be checked".
+ */
 export function bootCheckStep(options: BootCheckOptions = {}): Step<RunContext> {
   const statusTimeout = options.statusTimeoutSeconds ?? 900
   const consoleWait = options.consoleWaitSeconds ?? 300

@@ -8,7 +8,7 @@ import {
   type InstanceTypeInfo
 } from '@aws-sdk/client-ec2'
 import { describeInstance } from '../../aws/instances.js'
-import { errorCode } from '../../aws/poll.js'
+import { errorCode } from '../../errors.js'
 import type { Architecture, VirtualizationType } from '../../settings/index.js'
 import type { RunContext } from '../context.js'
 import type { Step } from '../runner.js'
