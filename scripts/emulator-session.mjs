@@ -25,6 +25,7 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { DescribeParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { parse as parseYaml } from 'yaml'
 import { startEc2BootStandin } from './ec2-boot-standin.mjs'
+import { makeRunnerFiles } from './runner-files.mjs'
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url))
 export const DIST_INDEX = join(REPO, 'dist', 'index.js')
@@ -106,24 +107,6 @@ function run(command, args, options = {}) {
   })
 }
 
-/** Parses the `name<<DELIMITER\nvalue\nDELIMITER` records of a GITHUB_STATE / GITHUB_OUTPUT file; last wins. */
-export function parseCommandFile(text) {
-  const values = {}
-  const lines = text.split('\n')
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^([^<=]+)<<(.+)$/.exec(lines[i])
-    if (m) {
-      const end = lines.indexOf(m[2], i + 1)
-      values[m[1]] = lines.slice(i + 1, end).join('\n')
-      i = end
-    } else {
-      const eq = lines[i].indexOf('=')
-      if (eq > 0) values[lines[i].slice(0, eq)] = lines[i].slice(eq + 1)
-    }
-  }
-  return values
-}
-
 /** action.yml's inputs with their defaults, as the runner sets INPUT_<NAME> (hyphens kept) for each. */
 export function actionDefaults() {
   const action = parseYaml(readFileSync(join(REPO, 'action.yml'), 'utf8'))
@@ -143,26 +126,23 @@ export class RunnerStep {
     this.session = session
     this.inputs = { ...actionDefaults(), ...inputs }
     this.dir = dir
-    this.files = {
-      GITHUB_STATE: join(dir, 'state'),
-      GITHUB_OUTPUT: join(dir, 'output'),
-      GITHUB_STEP_SUMMARY: join(dir, 'summary.md')
-    }
-    for (const f of Object.values(this.files)) writeFileSync(f, '')
+    const stepFiles = makeRunnerFiles(dir)
+    this.files = stepFiles.files
+    this.readers = stepFiles
     /** More environment for the action (e.g. AWS_ENDPOINT_URL_EBS of a slower endpoint). */
     this.extraEnv = {}
   }
 
   state() {
-    return parseCommandFile(readFileSync(this.files.GITHUB_STATE, 'utf8'))
+    return this.readers.state()
   }
 
   outputs() {
-    return parseCommandFile(readFileSync(this.files.GITHUB_OUTPUT, 'utf8'))
+    return this.readers.outputs()
   }
 
   summary() {
-    return readFileSync(this.files.GITHUB_STEP_SUMMARY, 'utf8')
+    return this.readers.summary()
   }
 
   /** The ledger main saved so far (what post would remove). */
