@@ -15,6 +15,7 @@ import * as ssm from '@aws-sdk/client-ssm'
 import { type AwsClientStub, type AwsStub, mockClient } from 'aws-sdk-client-mock'
 import type { Clients } from '../../src/aws/clients.js'
 import { enforceContract } from './contract.js'
+import { serviceError } from './errors.js'
 
 // biome-ignore lint/suspicious/noExplicitAny: inputs of many operations, read loosely by the fake
 type In = Record<string, any>
@@ -33,8 +34,7 @@ export const MANIFEST_XML = readFileSync(
   'utf8'
 )
 
-export const serviceError = (name: string, message = name, status = 400): Error =>
-  Object.assign(new Error(message), { name, $fault: 'client', $metadata: { httpStatusCode: status } })
+export { serviceError }
 
 export type Fault = Error | ((input: In, nth: number) => Error | undefined)
 

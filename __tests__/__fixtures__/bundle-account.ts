@@ -68,9 +68,6 @@ export const bundleInputs: Record<string, string> = {
   'bundle-exclude': '/var/cache/app'
 }
 
-export const awsError = (code: string, message = code): Error =>
-  Object.assign(new Error(message), { name: code })
-
 export const sourceInstance = (over: Partial<Instance> = {}): Instance => ({
   InstanceId: INSTANCE,
   State: { Name: 'running' },
@@ -137,7 +134,7 @@ export function bundleAccount(o: AccountOptions = {}) {
   ec2.on(DescribeInstancesCommand).callsFake((input: { InstanceIds?: string[] }) => {
     const instance = o.instance ?? sourceInstance()
     if (!input.InstanceIds?.includes(instance.InstanceId as string))
-      throw awsError(
+      throw serviceError(
         'InvalidInstanceID.NotFound',
         `The instance ID '${input.InstanceIds?.[0]}' does not exist`
       )
@@ -167,12 +164,12 @@ export function bundleAccount(o: AccountOptions = {}) {
     .on(RegisterImageCommand)
     .callsFake((input: { DryRun?: boolean; Name?: string; ImageLocation?: string }) => {
       if (input.DryRun)
-        throw awsError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.')
+        throw serviceError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.')
       images.set(NEW_IMAGE, { name: input.Name as string, location: input.ImageLocation as string, state: 0 })
       return { ImageId: NEW_IMAGE }
     })
   ec2.on(DeregisterImageCommand).callsFake((input: { ImageId?: string }) => {
-    if (!images.delete(input.ImageId as string)) throw awsError('InvalidAMIID.NotFound')
+    if (!images.delete(input.ImageId as string)) throw serviceError('InvalidAMIID.NotFound')
     return {}
   })
 
@@ -183,12 +180,12 @@ export function bundleAccount(o: AccountOptions = {}) {
         : [{ InstanceId: INSTANCE, PingStatus: (o.pingStatus ?? 'Online') as PingStatus }]
   })
   ssm.on(PutParameterCommand).callsFake((input: { Name?: string; Value?: string }) => {
-    if (parameters.has(input.Name as string)) throw awsError('ParameterAlreadyExists')
+    if (parameters.has(input.Name as string)) throw serviceError('ParameterAlreadyExists')
     parameters.set(input.Name as string, input.Value as string)
     return { Version: 1, Tier: 'Standard' }
   })
   ssm.on(DeleteParameterCommand).callsFake((input: { Name?: string }) => {
-    if (!parameters.delete(input.Name as string)) throw awsError('ParameterNotFound')
+    if (!parameters.delete(input.Name as string)) throw serviceError('ParameterNotFound')
     return {}
   })
   ssm.on(SendCommandCommand).callsFake((input: { Parameters?: Record<string, string[]> }) => {
@@ -214,11 +211,11 @@ export function bundleAccount(o: AccountOptions = {}) {
   })
 
   s3.on(GetBucketLocationCommand).callsFake((input: { Bucket?: string }) => {
-    if (input.Bucket !== BUCKET) throw awsError('NoSuchBucket', 'The specified bucket does not exist')
+    if (input.Bucket !== BUCKET) throw serviceError('NoSuchBucket', 'The specified bucket does not exist')
     return { LocationConstraint: o.bucketRegion === undefined ? REGION : o.bucketRegion }
   })
   s3.on(GetBucketOwnershipControlsCommand).callsFake(() => {
-    if (!o.ownership) throw awsError('OwnershipControlsNotFoundError')
+    if (!o.ownership) throw serviceError('OwnershipControlsNotFoundError')
     return { OwnershipControls: { Rules: [{ ObjectOwnership: o.ownership }] } }
   })
   s3.on(ListObjectsV2Command).callsFake((input: { Prefix?: string; Delimiter?: string }) => {

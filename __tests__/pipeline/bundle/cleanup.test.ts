@@ -16,7 +16,6 @@ import { messageOf, runPipeline } from '../../../src/pipeline/runner.js'
 import { failureLine } from '../../../src/report/failure.js'
 import {
   type AccountOptions,
-  awsError,
   BUCKET,
   type BundleAccount,
   bundleAccount,
@@ -30,6 +29,7 @@ import {
   runContext,
   type TestLog
 } from '../../__fixtures__/bundle-account.js'
+import { serviceError } from '../../__fixtures__/errors.js'
 
 async function run(account: BundleAccount, over: Record<string, string> = {}, abort?: AbortController) {
   const settings = bundleSettings(over)
@@ -84,7 +84,7 @@ describe('cleanup after a failed bundle run', () => {
     const account = bundleAccount()
     account.ssm
       .on(PutParameterCommand)
-      .rejects(awsError('AccessDeniedException', 'not authorized to perform ssm:PutParameter'))
+      .rejects(serviceError('AccessDeniedException', 'not authorized to perform ssm:PutParameter'))
     const { result, message } = await run(account)
     expect(result.failedStep).toBe('bundle key material')
     expect(message).toMatch(
@@ -104,7 +104,7 @@ describe('cleanup after a failed bundle run', () => {
         account.parameters.set(input.Name, input.Value)
         return { Version: 1 }
       })
-      .rejectsOnce(awsError('ParameterLimitExceeded'))
+      .rejectsOnce(serviceError('ParameterLimitExceeded'))
     const { result, message } = await run(account)
     expect(result.failedStep).toBe('bundle key material')
     expect(message).toMatch(/Could not store the private key \(x509-private-key\) .*ParameterLimitExceeded/)
@@ -181,9 +181,9 @@ describe('cleanup after a failed bundle run', () => {
     const account = bundleAccount()
     account.ec2
       .on(RegisterImageCommand, { DryRun: true })
-      .rejects(awsError('DryRunOperation'))
+      .rejects(serviceError('DryRunOperation'))
       .on(RegisterImageCommand, { DryRun: undefined })
-      .rejects(awsError('InvalidManifest', 'HTTP 403 (Forbidden) response for URL'))
+      .rejects(serviceError('InvalidManifest', 'HTTP 403 (Forbidden) response for URL'))
     const { result, message } = await run(account)
     expect(result.failedStep).toBe('register instance-store AMI')
     expect(message).toContain('HTTP 403')
@@ -197,9 +197,9 @@ describe('cleanup after a failed bundle run', () => {
     const account = bundleAccount()
     account.ec2
       .on(RegisterImageCommand, { DryRun: true })
-      .rejects(awsError('DryRunOperation'))
+      .rejects(serviceError('DryRunOperation'))
       .on(RegisterImageCommand, { DryRun: undefined })
-      .rejects(awsError('InvalidManifest'))
+      .rejects(serviceError('InvalidManifest'))
     await run(account, { 'keep-bundle': 'true' })
     expect(account.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
     expect([...account.objects].sort()).toEqual(ALL_BUNDLE_KEYS)

@@ -9,7 +9,6 @@ import { resourceRemover } from '../../../src/pipeline/resources.js'
 import { messageOf, runPipeline } from '../../../src/pipeline/runner.js'
 import {
   type AccountOptions,
-  awsError,
   BUCKET,
   bundleAccount,
   bundleSettings,
@@ -22,6 +21,7 @@ import {
   type TestLog,
   testLog
 } from '../../__fixtures__/bundle-account.js'
+import { serviceError } from '../../__fixtures__/errors.js'
 
 async function preflight(options: AccountOptions = {}, over: Record<string, string> = {}) {
   const account = bundleAccount(options)
@@ -60,7 +60,7 @@ describe('bundle preflight', () => {
 
   it('warns but goes on when the Object Ownership cannot be read', async () => {
     const account = bundleAccount()
-    account.s3.on(GetBucketOwnershipControlsCommand).rejects(awsError('AccessDenied'))
+    account.s3.on(GetBucketOwnershipControlsCommand).rejects(serviceError('AccessDenied'))
     const log = testLog()
     const settings = bundleSettings({ 'dry-run': 'true' })
     const ctx = runContext(settings, account.clients, log)
@@ -99,7 +99,7 @@ describe('bundle preflight', () => {
   it('reports a redirect as the wrong region', async () => {
     const account = bundleAccount()
     account.s3.on(GetBucketLocationCommand).rejects(
-      Object.assign(awsError('PermanentRedirect'), {
+      Object.assign(serviceError('PermanentRedirect'), {
         $response: { headers: { 'x-amz-bucket-region': 'us-east-2' } }
       })
     )
@@ -225,7 +225,7 @@ describe('bundle preflight', () => {
 
   it('refuses when DryRun says RegisterImage is not allowed', async () => {
     const account = bundleAccount()
-    account.ec2.on(RegisterImageCommand).rejects(awsError('UnauthorizedOperation'))
+    account.ec2.on(RegisterImageCommand).rejects(serviceError('UnauthorizedOperation'))
     const settings = bundleSettings()
     const ctx = runContext(settings, account.clients)
     const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
