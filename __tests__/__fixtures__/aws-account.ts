@@ -80,7 +80,7 @@ export class FakeAccount {
   private counts = new Map<string, number>()
   private seq = 0
   /** Ids that existed before the run: not leftovers. */
-  private readonly initial: Set<string>
+  protected readonly initial: Set<string>
 
   constructor() {
     this.images.set(SOURCE_AMI, {

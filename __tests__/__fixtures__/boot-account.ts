@@ -64,7 +64,7 @@ export class BootAccount extends FakeAccount {
         EnaSupport: true
       }
     })
-    ;(this as unknown as { initial: Set<string> }).initial.add(AL2023_AMI)
+    this.initial.add(AL2023_AMI)
   }
 
   override opRegisterImage(i: In) {
