@@ -52,11 +52,12 @@ import {
   symlinkSync,
   writeFileSync
 } from 'node:fs'
-import { request as httpRequest, createServer } from 'node:http'
+import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2'
+import { readBody, relay } from './http-relay.mjs'
 
 export const STDOUT_LIMIT = 24000 // appconfig/constants.go:228 MaxStdoutLength
 export const STDERR_LIMIT = 8000 // appconfig/constants.go:229 MaxStderrLength
@@ -614,20 +615,6 @@ export async function startStandin(options = {}) {
     CancelCommand: cancelCommand
   }
 
-  /** Sends the request on to moto as it came, and moto's answer back as it came. */
-  function forward(req, res, body) {
-    const url = new URL(req.url, motoUrl)
-    const out = httpRequest(url, { method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers)
-      answer.pipe(res)
-    })
-    out.on('error', (err) => {
-      res.writeHead(502, { 'content-type': 'text/plain' })
-      res.end(`ssm-standin: moto did not answer: ${err.message}`)
-    })
-    out.end(body)
-  }
-
   function reply(res, status, payload, errorType) {
     const headers = {
       'content-type': 'application/x-amz-json-1.1',
@@ -652,10 +639,9 @@ export async function startStandin(options = {}) {
     reply(res, 404, { message: `no such control: ${req.method} ${url.pathname}` })
   }
 
+  const forward = (req, res, body) => relay(motoUrl, req, body, res, 'ssm-standin')
   const server = createServer(async (req, res) => {
-    const chunks = []
-    for await (const c of req) chunks.push(c)
-    const body = Buffer.concat(chunks)
+    const body = await readBody(req)
     if (req.url?.startsWith('/_standin/')) return control(req, res, body)
     const action = String(req.headers['x-amz-target'] ?? '').replace(/^AmazonSSM\./, '')
     const handler = Object.hasOwn(handlers, action) ? handlers[action] : undefined
