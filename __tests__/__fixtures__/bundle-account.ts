@@ -5,7 +5,7 @@
 import { EBSClient } from '@aws-sdk/client-ebs'
 import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs'
 import { EC2Client, type Instance } from '@aws-sdk/client-ec2'
-import * as s3 from '@aws-sdk/client-s3'
+import { S3Client } from '@aws-sdk/client-s3'
 import { SSMClient } from '@aws-sdk/client-ssm'
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock'
 import type { Clients } from '../../src/aws/clients.js'
@@ -278,12 +278,7 @@ export interface BundleMocks extends AccountMocks {
 
 /** mockAccount, plus the S3 calls of the bundle steps and a CloudWatch Logs with no output yet. */
 export function mockBundleAccount(account: BundleAccount): BundleMocks {
-  const mocks = mockAccount(account)
-  const commands = s3 as unknown as Record<string, Parameters<typeof mocks.s3.on>[0]>
-  for (const op of BUNDLE_S3_OPS)
-    mocks.s3
-      .on(commands[`${op}Command`] as Parameters<typeof mocks.s3.on>[0])
-      .callsFake((input: In) => account.handle(op, input))
+  const mocks = mockAccount(account, { s3: BUNDLE_S3_OPS })
   const logs = mockClient(CloudWatchLogsClient)
   logs.on(GetLogEventsCommand).resolves({ events: [], nextForwardToken: 'f/end' })
   return {
@@ -311,7 +306,7 @@ export function bundleAccount(options: AccountOptions = {}): MockedBundle {
     ec2: new EC2Client({ region: REGION }),
     ebs: new EBSClient({ region: REGION }),
     ssm: new SSMClient({ region: REGION }),
-    s3: new s3.S3Client({ region: REGION }),
+    s3: new S3Client({ region: REGION }),
     logs: new CloudWatchLogsClient({ region: REGION })
   }
   return { account, mocks, clients }
