@@ -42,47 +42,43 @@ const EMULATOR_SH = join(REPO, 'scripts', 'emulator.sh')
 const STANDIN = join(REPO, 'scripts', 'ssm-standin.mjs')
 const PROXY = join(REPO, 'scripts', 'aws-proxy.mjs')
 
-/** An instance-store AMI in moto's MOTO_AMIS_PATH format (RegisterImage cannot make one). */
+/** An AMI of ours in moto's MOTO_AMIS_PATH format: what they all have, then its own fields. */
+const motoAmi = (own) => ({
+  owner_id: ACCOUNT,
+  public: false,
+  virtualization_type: 'hvm',
+  architecture: 'x86_64',
+  state: 'available',
+  image_type: 'machine',
+  hypervisor: 'xen',
+  sriov: 'simple',
+  tags: {},
+  ...own
+})
+
+/** An instance-store AMI (RegisterImage in moto cannot make one). */
 export function instanceStoreAmi({ amiId, name, imageLocation }) {
-  return {
+  return motoAmi({
     ami_id: amiId,
     name,
     description: `instance-store AMI seeded for instance-to-ebs (${imageLocation})`,
-    owner_id: ACCOUNT,
-    public: false,
-    virtualization_type: 'hvm',
-    architecture: 'x86_64',
-    state: 'available',
-    image_type: 'machine',
-    hypervisor: 'xen',
     root_device_name: '/dev/sda1',
     root_device_type: 'instance-store',
     image_location: imageLocation,
-    sriov: 'simple',
     // moto's default is uefi; an instance-store AMI of an MBR image boots legacy BIOS.
-    boot_mode: 'legacy-bios',
-    tags: {}
-  }
+    boot_mode: 'legacy-bios'
+  })
 }
 
 /** The EBS-backed AMI the helper instance is launched from. */
 export function helperAmi() {
-  return {
+  return motoAmi({
     ami_id: HELPER_AMI_ID,
     name: 'al2023-ami-helper-x86_64',
     description: 'EBS-backed helper image (emulated)',
-    owner_id: ACCOUNT,
-    public: false,
-    virtualization_type: 'hvm',
-    architecture: 'x86_64',
-    state: 'available',
-    image_type: 'machine',
-    hypervisor: 'xen',
     root_device_name: '/dev/xvda',
-    root_device_type: 'ebs',
-    sriov: 'simple',
-    tags: {}
-  }
+    root_device_type: 'ebs'
+  })
 }
 
 /** Runs a command, collects its output; rejects with the last stderr line when it fails. */
