@@ -242,7 +242,8 @@ export function startProxy({ motoUrl, ssmUrl, port = 0, lag = 1 }) {
   return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)))
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+/** Runs the proxy as a program: prints its URL, serves until SIGTERM/SIGINT. */
+export async function main() {
   const motoUrl = (process.env.I2E_MOTO_URL ?? '').replace(/\/$/, '')
   if (!motoUrl) {
     process.stderr.write('aws-proxy: set I2E_MOTO_URL to the moto server\n')
@@ -258,3 +259,5 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   process.on('SIGINT', stop)
   process.stdout.write(`AWS_PROXY_URL=http://127.0.0.1:${server.address().port}\n`)
 }
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main()

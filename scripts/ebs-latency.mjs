@@ -97,7 +97,8 @@ export async function startEbsEndpoint({ delayMs = 20, target } = {}) {
   }
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop())) {
+/** Runs the endpoint as a program: prints its URL, serves until SIGTERM/SIGINT. */
+export async function main() {
   const arg = (name) => {
     const at = process.argv.indexOf(name)
     return at > 0 ? process.argv[at + 1] : undefined
@@ -111,3 +112,5 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
 }
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop())) await main()
