@@ -4,6 +4,7 @@ import { S3Client } from '@aws-sdk/client-s3'
 import { SSMClient } from '@aws-sdk/client-ssm'
 import { mockClient } from 'aws-sdk-client-mock'
 import { main } from '../src/main.js'
+import { captureStdout } from './__fixtures__/capture.js'
 import { convertInputs, setActionInputs } from './__fixtures__/inputs.js'
 import { runnerFiles, withEnv } from './__fixtures__/runner-files.js'
 
@@ -16,16 +17,8 @@ describe('main with bad inputs', () => {
     const mocks = [mockClient(EC2Client), mockClient(SSMClient), mockClient(S3Client)]
     const files = runnerFiles()
     const undo = setActionInputs({ ...convertInputs, 'volume-size': 'huge', 'if-ami-exists': 'sometimes' })
-    const out: string[] = []
-    const write = process.stdout.write.bind(process.stdout)
-    process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write
-    try {
-      const result = await withEnv(files.env, () => main())
-      expect(result).toBeUndefined()
-    } finally {
-      process.stdout.write = write
-      undo()
-    }
+    const { result, out } = await captureStdout(() => withEnv(files.env, () => main())).finally(undo)
+    expect(result).toBeUndefined()
     const error = out.find((l) => l.startsWith('::error::')) ?? ''
     expect(error).toContain("'volume-size': 'huge' is not valid; expected a whole number from 1 to 16384")
     expect(error).toContain("'if-ami-exists': 'sometimes'")
@@ -42,11 +35,8 @@ describe('main with short-lived credentials', () => {
     const mocks = [mockClient(EC2Client), mockClient(SSMClient), mockClient(S3Client)]
     const files = runnerFiles()
     const undo = setActionInputs({ ...convertInputs, 'timeout-minutes': '90' })
-    const out: string[] = []
-    const write = process.stdout.write.bind(process.stdout)
-    process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write
-    try {
-      await withEnv(
+    const { out } = await captureStdout(() =>
+      withEnv(
         {
           ...files.env,
           AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
@@ -56,11 +46,10 @@ describe('main with short-lived credentials', () => {
         },
         () => main({ pollDelayMs: 1 })
       )
-    } finally {
-      process.stdout.write = write
+    ).finally(() => {
       undo()
       for (const m of mocks) m.restore()
-    }
+    })
     const warnings = out.filter((l) => l.startsWith('::warning::'))
     const first = out.findIndex((l) => l.startsWith('::warning::The AWS credentials expire'))
     const firstGroup = out.findIndex((l) => l.startsWith('::group::'))

@@ -18,6 +18,7 @@ import { mockClient } from 'aws-sdk-client-mock'
 import { Ledger } from '../src/pipeline/ledger.js'
 import { post } from '../src/post.js'
 import { runnerFiles, withEnv } from './__fixtures__/runner-files.js'
+import { serviceError } from './__fixtures__/errors.js'
 
 describe('post', () => {
   it('removes, from state alone and in reverse order, what a dead main process left', async () => {
@@ -97,7 +98,7 @@ describe('post', () => {
     ssm.on(CancelCommandCommand).callsFake(async () => void calls.push('cancel command'))
     // Not visible yet right after SendCommand, then still running after the first cancel.
     const answers = [
-      Object.assign(new Error('InvocationDoesNotExist'), { name: 'InvocationDoesNotExist' }),
+      serviceError('InvocationDoesNotExist'),
       { Status: 'InProgress', StatusDetails: 'Cancelling' },
       { Status: 'Cancelled', StatusDetails: 'Cancelled' }
     ]
@@ -161,12 +162,8 @@ describe('post', () => {
 
   it('treats an already removed resource as removed and warns about a real failure without throwing', async () => {
     const ec2 = mockClient(EC2Client)
-    ec2
-      .on(DeleteSnapshotCommand)
-      .rejects(Object.assign(new Error('gone'), { name: 'InvalidSnapshot.NotFound' }))
-    ec2
-      .on(DeregisterImageCommand)
-      .rejects(Object.assign(new Error('not yours'), { name: 'UnauthorizedOperation' }))
+    ec2.on(DeleteSnapshotCommand).rejects(serviceError('InvalidSnapshot.NotFound', 'gone'))
+    ec2.on(DeregisterImageCommand).rejects(serviceError('UnauthorizedOperation', 'not yours'))
     const ledger = JSON.stringify([
       { kind: 'snapshot', id: 'snap-00000002', region: 'us-east-1', removeOn: 'failure', step: 'snapshot' },
       { kind: 'image', id: 'ami-00000002', region: 'us-east-1', removeOn: 'failure', step: 'register' }

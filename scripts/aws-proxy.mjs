@@ -12,10 +12,10 @@
 //    are counted in Describe calls, not in time, so that the run stays short and deterministic.
 //
 //   node scripts/aws-proxy.mjs   (I2E_MOTO_URL: moto; I2E_SSM_URL: the SSM stand-in; prints AWS_PROXY_URL=…)
-import { randomUUID } from 'node:crypto'
-import { request as httpRequest, createServer } from 'node:http'
+import { createServer } from 'node:http'
 import { pathToFileURL } from 'node:url'
 import { checkRequest } from './aws-contract.mjs'
+import { ec2ErrorXml, escapeXml, passOn, readBody, sendAnswer } from './http-relay.mjs'
 
 // ------------------------------------------------------------------ decoding
 
@@ -107,33 +107,10 @@ export function startProxy({ motoUrl, ssmUrl, port = 0, lag = 1 }) {
   const fresh = new Map()
   const served = { notFound: [], creating: [], attaching: [], snapshotPending: [], imagePending: [] }
 
-  const forward = (target, req, body) =>
-    new Promise((resolve, reject) => {
-      const out = httpRequest(
-        new URL(req.url, target),
-        { method: req.method, headers: req.headers },
-        (answer) => {
-          const chunks = []
-          answer.on('data', (c) => chunks.push(c))
-          answer.on('end', () =>
-            resolve({
-              status: answer.statusCode ?? 502,
-              headers: answer.headers,
-              body: Buffer.concat(chunks)
-            })
-          )
-        }
-      )
-      out.on('error', reject)
-      out.end(body)
-    })
-
   const ec2Error = (code, message) => ({
     status: 400,
     headers: { 'content-type': 'text/xml' },
-    body: Buffer.from(
-      `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${code}</Code><Message>${escapeXml(message)}</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>`
-    )
+    body: Buffer.from(ec2ErrorXml(code, message))
   })
   const refuse = (service, violations) => {
     const message = violations.map((v) => v.message).join(' | ')
@@ -221,9 +198,7 @@ export function startProxy({ motoUrl, ssmUrl, port = 0, lag = 1 }) {
   }
 
   const server = createServer(async (req, res) => {
-    const chunks = []
-    for await (const c of req) chunks.push(c)
-    const body = Buffer.concat(chunks)
+    const body = await readBody(req)
     if (req.method === 'GET' && req.url === '/_proxy/report') {
       res.writeHead(200, { 'content-type': 'application/json' })
       return res.end(JSON.stringify({ violations, checked, served }))
@@ -251,9 +226,9 @@ export function startProxy({ motoUrl, ssmUrl, port = 0, lag = 1 }) {
         violations.push(...broken.map((v) => ({ operation, rule: v.rule.id, message: v.message })))
         answer = refuse(service, broken)
       } else if (service === 'ec2') {
-        answer = ec2Lag(operation, input) ?? rewrite(operation, input, await forward(motoUrl, req, body))
+        answer = ec2Lag(operation, input) ?? rewrite(operation, input, await passOn(motoUrl, req, body))
       } else {
-        answer = await forward(service === 'ssm' && ssmUrl ? ssmUrl : motoUrl, req, body)
+        answer = await passOn(service === 'ssm' && ssmUrl ? ssmUrl : motoUrl, req, body)
       }
     } catch (err) {
       answer = {
@@ -262,21 +237,13 @@ export function startProxy({ motoUrl, ssmUrl, port = 0, lag = 1 }) {
         body: Buffer.from(`aws-proxy: ${err.message}`)
       }
     }
-    // The body is whole here (and maybe rewritten): send it with its own length, never chunked. A
-    // HEAD answer keeps moto's Content-Length (the object's size, with no body).
-    const headers = { ...answer.headers }
-    if (answer.rewritten || headers['transfer-encoding'] || headers['content-length'] === undefined)
-      headers['content-length'] = String(answer.body.length)
-    delete headers['transfer-encoding']
-    res.writeHead(answer.status, headers)
-    res.end(answer.body)
+    sendAnswer(res, answer)
   })
   return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)))
 }
 
-const escapeXml = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+/** Runs the proxy as a program: prints its URL, serves until SIGTERM/SIGINT. */
+export async function main() {
   const motoUrl = (process.env.I2E_MOTO_URL ?? '').replace(/\/$/, '')
   if (!motoUrl) {
     process.stderr.write('aws-proxy: set I2E_MOTO_URL to the moto server\n')
@@ -292,3 +259,5 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   process.on('SIGINT', stop)
   process.stdout.write(`AWS_PROXY_URL=http://127.0.0.1:${server.address().port}\n`)
 }
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main()

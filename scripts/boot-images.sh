@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# boot-images.sh: builds (once per machine) two small bootable Debian images for the boot tests
+# boot-images.sh: builds (once per machine) the small bootable Debian images of the boot tests
 # and prints where they are. Cached outside the repository, keyed by this script's SHA-256:
 #   ${I2E_BOOT_IMAGE_CACHE:-~/.cache/instance-to-ebs/boot-images}/<hash>/
 #     hvm.img   MBR disk, one ext4 partition from sector 2048 (label i2e-hvm-root), GRUB 2
 #               (i386-pc) in the MBR and the gap after it, console=ttyS0 on the kernel line
 #     pv.img    bare ext4 filesystem (label i2e-pv-root, no partition table) with
 #               /boot/grub/menu.lst as pv-grub reads it, kernel and initrd in /boot
-#     images.env  what the tests need (paths, labels, kernel, marker)
-# Both images carry an instance-store line in /etc/fstab that blocks the boot when the disk is
-# missing ("/dev/xvdb /mnt auto defaults 0 2": no nofail/nobootwait; checked below with
-# systemd's own fstab generator) and a unit that prints the marker on the console once
-# multi-user.target is reached, then powers the machine off.
+#     pv-xvda1.img  bare ext4 filesystem (label i2e-pv-root) laid out as a paravirtual image is:
+#               menu.lst naming root=/dev/xvda1 console=hvc0, /etc/fstab naming /dev/xvda1 for /,
+#               no GRUB 2 modules at all (removed from the shared root), so that only the
+#               conversion's boot loader (to-hvm.sh, with the helper's GRUB) can boot it as hvm
+#     images.env  what the tests need (paths, labels, kernel, markers)
+# hvm.img and pv.img carry an instance-store line in /etc/fstab that blocks the boot when the disk
+# is missing ("/dev/xvdb /mnt auto defaults 0 2": no nofail/nobootwait; checked below with
+# systemd's own fstab generator). Every image has a unit that prints its marker on the console
+# once multi-user.target is reached, then powers the machine off.
 #
 #   boot-images.sh [--print]   build if needed; print images.env (KEY=VALUE lines)
 #   boot-images.sh --key       print the cache key only
@@ -122,14 +126,11 @@ head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$root/etc/machine-id"
 echo i2e-boot-test >"$root/etc/hostname"
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
 
-# image_tree KIND LABEL MARKER: a copy of the root for one image, with its fstab and marker unit.
+# image_tree KIND MARKER FSTAB: a copy of the root for one image, with its fstab and marker unit.
 image_tree() {
   local tree=$build/$1
   cp -a "$root" "$tree"
-  cat >"$tree/etc/fstab" <<EOF
-LABEL=$2 / ext4 defaults,errors=remount-ro 0 1
-/dev/xvdb /mnt auto defaults 0 2
-EOF
+  printf '%s\n' "$3" >"$tree/etc/fstab"
   cat >"$tree/etc/systemd/system/i2e-boot-marker.service" <<EOF
 [Unit]
 Description=Tell the boot test that multi-user.target was reached
@@ -138,44 +139,65 @@ After=multi-user.target
 [Service]
 Type=oneshot
 StandardOutput=journal+console
-ExecStart=/bin/echo $3
+ExecStart=/bin/echo $2
 ExecStartPost=/bin/systemctl --no-block poweroff
 
 [Install]
 WantedBy=multi-user.target
 EOF
   ln -sf /etc/systemd/system/i2e-boot-marker.service "$tree/etc/systemd/system/multi-user.target.wants/i2e-boot-marker.service"
-  # The instance-store line must really block the boot: systemd's generator makes the mount a
-  # hard requirement of local-fs.target (with nofail it would only be wanted).
+}
+
+# blocks_on_instance_store KIND: the instance-store line must really block the boot: systemd's
+# generator makes the mount a hard requirement of local-fs.target (with nofail it would only be
+# wanted).
+blocks_on_instance_store() {
   local gen=$build/gen-$1
   mkdir -p "$gen"
-  SYSTEMD_FSTAB=$tree/etc/fstab SYSTEMD_PROC_CMDLINE='' \
+  SYSTEMD_FSTAB=$build/$1/etc/fstab SYSTEMD_PROC_CMDLINE='' \
     "${I2E_FSTAB_GENERATOR:-/lib/systemd/system-generators/systemd-fstab-generator}" "$gen" "$gen" "$gen" ||
     die "systemd-fstab-generator failed on the $1 image's fstab"
   [[ -e $gen/local-fs.target.requires/mnt.mount ]] ||
     die "the $1 image's /dev/xvdb line would not block the boot (no local-fs.target.requires/mnt.mount)"
 }
 
-token=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
-hvm_marker="$marker_prefix-hvm-$token" pv_marker="$marker_prefix-pv-$token"
-image_tree hvm i2e-hvm-root "$hvm_marker"
-image_tree pv i2e-pv-root "$pv_marker"
-args='ro console=ttyS0 systemd.show_status=1'
-
-# ---- pv: a bare filesystem with menu.lst (GRUB legacy syntax, as pv-grub reads it)
-mkdir -p "$build/pv/boot/grub"
-cat >"$build/pv/boot/grub/menu.lst" <<EOF
+# menu_lst KIND ARGS: /boot/grub/menu.lst in GRUB legacy syntax, as pv-grub reads it.
+menu_lst() {
+  mkdir -p "$build/$1/boot/grub"
+  cat >"$build/$1/boot/grub/menu.lst" <<EOF
 default 0
 timeout 0
 hiddenmenu
 
 title Debian $suite ($kernel)
 root (hd0)
-kernel /boot/vmlinuz-$kernel root=LABEL=i2e-pv-root $args
+kernel /boot/vmlinuz-$kernel $2
 initrd /boot/initrd.img-$kernel
 EOF
-truncate -s "${image_mib}M" "$build/pv.img"
-mkfs.ext4 -q -L i2e-pv-root -d "$build/pv" "$build/pv.img" || die "mkfs.ext4 -d failed for pv.img"
+}
+
+token=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+hvm_marker="$marker_prefix-hvm-$token" pv_marker="$marker_prefix-pv-$token"
+pv_xvda1_marker="$marker_prefix-pv-xvda1-$token"
+instance_store='/dev/xvdb /mnt auto defaults 0 2'
+image_tree hvm "$hvm_marker" "LABEL=i2e-hvm-root / ext4 defaults,errors=remount-ro 0 1
+$instance_store"
+image_tree pv "$pv_marker" "LABEL=i2e-pv-root / ext4 defaults,errors=remount-ro 0 1
+$instance_store"
+blocks_on_instance_store hvm
+blocks_on_instance_store pv
+# The paravirtual layout: the root by the device path PV-GRUB's kernel saw, no boot loader at all.
+image_tree pv-xvda1 "$pv_xvda1_marker" "$(printf '/dev/xvda1\t/\text4\tdefaults,errors=remount-ro\t0 1')"
+rm -rf "$build/pv-xvda1/usr/lib/grub"
+args='ro console=ttyS0 systemd.show_status=1'
+
+# ---- pv and pv-xvda1: bare filesystems with menu.lst
+menu_lst pv "root=LABEL=i2e-pv-root $args"
+menu_lst pv-xvda1 'root=/dev/xvda1 ro console=hvc0 rootdelay=20 systemd.show_status=1'
+for kind in pv pv-xvda1; do
+  truncate -s "${image_mib}M" "$build/$kind.img"
+  mkfs.ext4 -q -L i2e-pv-root -d "$build/$kind" "$build/$kind.img" || die "mkfs.ext4 -d failed for $kind.img"
+done
 
 # ---- hvm: MBR, one partition from sector 2048, GRUB 2 installed from the image's own grub-pc-bin
 mkdir -p "$build/hvm/boot/grub"
@@ -228,7 +250,7 @@ loop=''
 made_node=''
 
 mkdir -p "$cache.new"
-mv "$build/hvm.img" "$build/pv.img" "$cache.new/"
+mv "$build/hvm.img" "$build/pv.img" "$build/pv-xvda1.img" "$cache.new/"
 cat >"$cache.new/images.env" <<EOF
 key=$key
 suite=$suite
@@ -239,6 +261,8 @@ hvm_marker=$hvm_marker
 pv_image=$cache/pv.img
 pv_label=i2e-pv-root
 pv_marker=$pv_marker
+pv_xvda1_image=$cache/pv-xvda1.img
+pv_xvda1_marker=$pv_xvda1_marker
 build_seconds=$((SECONDS - started))
 EOF
 rm -rf "$cache"

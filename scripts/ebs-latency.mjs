@@ -6,20 +6,12 @@
 // Use from code (startEbsEndpoint) or run it: node scripts/ebs-latency.mjs --delay-ms 20 [--target URL]
 // (prints AWS_ENDPOINT_URL_EBS=http://127.0.0.1:PORT).
 import { createHash } from 'node:crypto'
-import { createServer, request } from 'node:http'
+import { createServer } from 'node:http'
+import { readBody, relay } from './http-relay.mjs'
 
 const PUT_BLOCK = /^\/snapshots\/([^/]+)\/blocks\/(\d+)$/
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const chunks = []
-    req.on('data', (c) => chunks.push(c))
-    req.on('end', () => resolve(Buffer.concat(chunks)))
-    req.on('error', reject)
-  })
-}
 
 function json(res, status, body, headers = {}) {
   res.writeHead(status, { 'content-type': 'application/json', ...headers })
@@ -73,39 +65,15 @@ function sinkHandler(stats) {
   }
 }
 
-function proxyHandler(target) {
-  const base = new URL(target)
-  return (req, res, body) =>
-    new Promise((resolve) => {
-      const out = request(
-        {
-          hostname: base.hostname,
-          port: base.port,
-          method: req.method,
-          path: req.url,
-          headers: { ...req.headers, host: base.host }
-        },
-        (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers)
-          answer.pipe(res)
-          answer.on('end', resolve)
-        }
-      )
-      out.on('error', (err) => {
-        json(res, 502, { Message: String(err) })
-        resolve()
-      })
-      out.end(body)
-    })
-}
-
 /**
  * Starts the endpoint on a random local port. `delayMs` is added before every PutSnapshotBlock
  * (a function of the call number may vary it). Returns { url, stats, close }.
  */
 export async function startEbsEndpoint({ delayMs = 20, target } = {}) {
   const stats = { blocks: 0, bytes: 0, puts: 0 }
-  const handle = target ? proxyHandler(target) : sinkHandler(stats)
+  const handle = target
+    ? (req, res, body) => relay(target, req, body, res, 'ebs-latency')
+    : sinkHandler(stats)
   const server = createServer(async (req, res) => {
     const body = await readBody(req)
     if (req.method === 'PUT' && PUT_BLOCK.test(new URL(req.url ?? '/', 'http://x').pathname)) {
@@ -129,7 +97,8 @@ export async function startEbsEndpoint({ delayMs = 20, target } = {}) {
   }
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop())) {
+/** Runs the endpoint as a program: prints its URL, serves until SIGTERM/SIGINT. */
+export async function main() {
   const arg = (name) => {
     const at = process.argv.indexOf(name)
     return at > 0 ? process.argv[at + 1] : undefined
@@ -143,3 +112,5 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
 }
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop())) await main()

@@ -8,13 +8,14 @@
 // with Latest fails on a Xen instance type ("This option is supported on instance types that use
 // the Nitro hypervisor.", EC2 API reference), for every instance.
 import { randomUUID } from 'node:crypto'
-import { request as httpRequest, createServer } from 'node:http'
+import { createServer } from 'node:http'
 import {
   DescribeImagesCommand,
   DescribeInstancesCommand,
   DescribeInstanceTypesCommand,
   EC2Client
 } from '@aws-sdk/client-ec2'
+import { ec2ErrorXml, readBody, relay } from './http-relay.mjs'
 
 const NS = 'http://ec2.amazonaws.com/doc/2016-11-15/'
 const STATE_CODES = {
@@ -25,14 +26,9 @@ const STATE_CODES = {
   stopping: 64,
   stopped: 80
 }
-const xmlText = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
 function xml(action, body) {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="${NS}"><requestId>${randomUUID()}</requestId>${body}</${action}Response>`
-}
-
-function xmlError(code, message) {
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${code}</Code><Message>${xmlText(message)}</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>`
 }
 
 const check = (status) =>
@@ -51,7 +47,6 @@ const check = (status) =>
  * calls (what it answered itself), close() }.
  */
 export async function startEc2BootStandin({ motoUrl, region, credentials }) {
-  const moto = new URL(motoUrl)
   const ec2 = new EC2Client({ endpoint: motoUrl, region, credentials })
   const scenarios = new Map()
   const counts = new Map()
@@ -90,7 +85,7 @@ export async function startEc2BootStandin({ motoUrl, region, credentials }) {
       if (params.get('Latest') === 'true' && (await hypervisorOf(instance.InstanceType)) !== 'nitro')
         return {
           status: 400,
-          body: xmlError(
+          body: ec2ErrorXml(
             'UnsupportedOperation',
             `The latest console output is supported only on instance types that use the Nitro hypervisor, not on ${instance.InstanceType}.`
           )
@@ -132,40 +127,17 @@ export async function startEc2BootStandin({ motoUrl, region, credentials }) {
     return undefined
   }
 
-  function forward(req, body, res) {
-    const upstream = httpRequest(
-      {
-        hostname: moto.hostname,
-        port: moto.port,
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, host: moto.host }
-      },
-      (out) => {
-        res.writeHead(out.statusCode ?? 502, out.headers)
-        out.pipe(res)
-      }
-    )
-    upstream.on('error', (err) => {
-      res.writeHead(502, { 'content-type': 'text/plain' })
-      res.end(`ec2-boot-standin: moto did not answer: ${err.message}`)
-    })
-    upstream.end(body)
-  }
-
   const server = createServer(async (req, res) => {
-    const chunks = []
-    for await (const c of req) chunks.push(c)
-    const body = Buffer.concat(chunks)
+    const body = await readBody(req)
     try {
       const ours =
         req.method === 'POST' ? await answer(new URLSearchParams(body.toString('utf8'))) : undefined
-      if (!ours) return forward(req, body, res)
+      if (!ours) return relay(motoUrl, req, body, res, 'ec2-boot-standin')
       res.writeHead(ours.status, { 'content-type': 'text/xml;charset=UTF-8' })
       res.end(ours.body)
     } catch (err) {
       res.writeHead(500, { 'content-type': 'text/xml;charset=UTF-8' })
-      res.end(xmlError('InternalError', `ec2-boot-standin: ${err.message}`))
+      res.end(ec2ErrorXml('InternalError', `ec2-boot-standin: ${err.message}`))
     }
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -22,7 +22,6 @@ export interface MotoAmi {
 
 export function instanceStoreAmi(options: { amiId: string; name: string; imageLocation: string }): MotoAmi
 export function helperAmi(): MotoAmi
-export function parseCommandFile(text: string): Record<string, string>
 export function actionDefaults(): Record<string, string>
 export function waitUntil(
   test: () => boolean | Promise<boolean>,

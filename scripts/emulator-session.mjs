@@ -25,6 +25,7 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { DescribeParametersCommand, SSMClient } from '@aws-sdk/client-ssm'
 import { parse as parseYaml } from 'yaml'
 import { startEc2BootStandin } from './ec2-boot-standin.mjs'
+import { makeRunnerFiles } from './runner-files.mjs'
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url))
 export const DIST_INDEX = join(REPO, 'dist', 'index.js')
@@ -41,47 +42,43 @@ const EMULATOR_SH = join(REPO, 'scripts', 'emulator.sh')
 const STANDIN = join(REPO, 'scripts', 'ssm-standin.mjs')
 const PROXY = join(REPO, 'scripts', 'aws-proxy.mjs')
 
-/** An instance-store AMI in moto's MOTO_AMIS_PATH format (RegisterImage cannot make one). */
+/** An AMI of ours in moto's MOTO_AMIS_PATH format: what they all have, then its own fields. */
+const motoAmi = (own) => ({
+  owner_id: ACCOUNT,
+  public: false,
+  virtualization_type: 'hvm',
+  architecture: 'x86_64',
+  state: 'available',
+  image_type: 'machine',
+  hypervisor: 'xen',
+  sriov: 'simple',
+  tags: {},
+  ...own
+})
+
+/** An instance-store AMI (RegisterImage in moto cannot make one). */
 export function instanceStoreAmi({ amiId, name, imageLocation }) {
-  return {
+  return motoAmi({
     ami_id: amiId,
     name,
     description: `instance-store AMI seeded for instance-to-ebs (${imageLocation})`,
-    owner_id: ACCOUNT,
-    public: false,
-    virtualization_type: 'hvm',
-    architecture: 'x86_64',
-    state: 'available',
-    image_type: 'machine',
-    hypervisor: 'xen',
     root_device_name: '/dev/sda1',
     root_device_type: 'instance-store',
     image_location: imageLocation,
-    sriov: 'simple',
     // moto's default is uefi; an instance-store AMI of an MBR image boots legacy BIOS.
-    boot_mode: 'legacy-bios',
-    tags: {}
-  }
+    boot_mode: 'legacy-bios'
+  })
 }
 
 /** The EBS-backed AMI the helper instance is launched from. */
 export function helperAmi() {
-  return {
+  return motoAmi({
     ami_id: HELPER_AMI_ID,
     name: 'al2023-ami-helper-x86_64',
     description: 'EBS-backed helper image (emulated)',
-    owner_id: ACCOUNT,
-    public: false,
-    virtualization_type: 'hvm',
-    architecture: 'x86_64',
-    state: 'available',
-    image_type: 'machine',
-    hypervisor: 'xen',
     root_device_name: '/dev/xvda',
-    root_device_type: 'ebs',
-    sriov: 'simple',
-    tags: {}
-  }
+    root_device_type: 'ebs'
+  })
 }
 
 /** Runs a command, collects its output; rejects with the last stderr line when it fails. */
@@ -106,24 +103,6 @@ function run(command, args, options = {}) {
   })
 }
 
-/** Parses the `name<<DELIMITER\nvalue\nDELIMITER` records of a GITHUB_STATE / GITHUB_OUTPUT file; last wins. */
-export function parseCommandFile(text) {
-  const values = {}
-  const lines = text.split('\n')
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^([^<=]+)<<(.+)$/.exec(lines[i])
-    if (m) {
-      const end = lines.indexOf(m[2], i + 1)
-      values[m[1]] = lines.slice(i + 1, end).join('\n')
-      i = end
-    } else {
-      const eq = lines[i].indexOf('=')
-      if (eq > 0) values[lines[i].slice(0, eq)] = lines[i].slice(eq + 1)
-    }
-  }
-  return values
-}
-
 /** action.yml's inputs with their defaults, as the runner sets INPUT_<NAME> (hyphens kept) for each. */
 export function actionDefaults() {
   const action = parseYaml(readFileSync(join(REPO, 'action.yml'), 'utf8'))
@@ -143,26 +122,23 @@ export class RunnerStep {
     this.session = session
     this.inputs = { ...actionDefaults(), ...inputs }
     this.dir = dir
-    this.files = {
-      GITHUB_STATE: join(dir, 'state'),
-      GITHUB_OUTPUT: join(dir, 'output'),
-      GITHUB_STEP_SUMMARY: join(dir, 'summary.md')
-    }
-    for (const f of Object.values(this.files)) writeFileSync(f, '')
+    const stepFiles = makeRunnerFiles(dir)
+    this.files = stepFiles.files
+    this.readers = stepFiles
     /** More environment for the action (e.g. AWS_ENDPOINT_URL_EBS of a slower endpoint). */
     this.extraEnv = {}
   }
 
   state() {
-    return parseCommandFile(readFileSync(this.files.GITHUB_STATE, 'utf8'))
+    return this.readers.state()
   }
 
   outputs() {
-    return parseCommandFile(readFileSync(this.files.GITHUB_OUTPUT, 'utf8'))
+    return this.readers.outputs()
   }
 
   summary() {
-    return readFileSync(this.files.GITHUB_STEP_SUMMARY, 'utf8')
+    return this.readers.summary()
   }
 
   /** The ledger main saved so far (what post would remove). */

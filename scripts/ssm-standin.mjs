@@ -52,11 +52,12 @@ import {
   symlinkSync,
   writeFileSync
 } from 'node:fs'
-import { request as httpRequest, createServer } from 'node:http'
+import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2'
+import { readBody, relay } from './http-relay.mjs'
 
 export const STDOUT_LIMIT = 24000 // appconfig/constants.go:228 MaxStdoutLength
 export const STDERR_LIMIT = 8000 // appconfig/constants.go:229 MaxStderrLength
@@ -100,7 +101,6 @@ class ApiError extends Error {
 
 const epoch = (ms) => (ms ? ms / 1000 : undefined) // the JSON protocol's timestamps
 const iso = (ms) => (ms ? new Date(ms).toISOString() : '')
-const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`
 const works = (cmd, args) => {
   try {
     execFileSync(cmd, args, { stdio: 'ignore' })
@@ -117,16 +117,19 @@ const deviceLinks = (v) => {
   return [`disk/by-id/nvme-Amazon_Elastic_Block_Store_${v.id.replace('-', '')}`, ...names]
 }
 
-/** The bash text that makes a machine: a private /dev overlay, then it waits to be entered. */
-function machinePrelude(work, final) {
-  const o = quote(join(work, 'dev'))
+/**
+ * The bash text that makes a machine: a private /dev overlay, then it waits to be entered. Written
+ * to a file in the machine's work folder and run as `bash FILE`: its folder is the work folder.
+ */
+function machinePrelude(final) {
   return `${[
     'set -e',
-    `mkdir -p ${o}/upper ${o}/work ${o}/orig`,
-    `mount --rbind /dev ${o}/orig`,
-    `mount -t overlay overlay -o lowerdir=/dev,upperdir=${o}/upper,workdir=${o}/work /dev`,
-    `for m in pts shm mqueue hugepages; do if mountpoint -q ${o}/orig/$m; then mount --bind ${o}/orig/$m /dev/$m; fi; done`,
-    `umount -l ${o}/orig`,
+    'o=$(dirname -- "$0")/dev',
+    'mkdir -p "$o/upper" "$o/work" "$o/orig"',
+    'mount --rbind /dev "$o/orig"',
+    'mount -t overlay overlay -o lowerdir=/dev,upperdir="$o/upper",workdir="$o/work" /dev',
+    'for m in pts shm mqueue hugepages; do if mountpoint -q "$o/orig/$m"; then mount --bind "$o/orig/$m" "/dev/$m"; fi; done',
+    'umount -l "$o/orig"',
     'mkdir -p /dev/disk/by-id',
     final
   ].join('\n')}\n`
@@ -337,7 +340,7 @@ export async function startStandin(options = {}) {
     const known = machines.get(instanceId)
     if (known) return known
     const work = mkdtempSync(join(dir, `machine-${instanceId}-`))
-    writeFileSync(join(work, 'prelude.sh'), machinePrelude(work, 'echo ready\nexec sleep infinity'))
+    writeFileSync(join(work, 'prelude.sh'), machinePrelude('echo ready\nexec sleep infinity'))
     const holder = spawn('unshare', ['-m', '--propagation', 'private', 'bash', join(work, 'prelude.sh')], {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true
@@ -355,9 +358,9 @@ export async function startStandin(options = {}) {
     return machine
   }
 
-  /** Runs a small bash text inside a machine's mount namespace. */
-  const inMachine = (machine, text) =>
-    execFileSync('nsenter', ['-t', String(machine.pid), '-m', '--', 'bash', '-c', text], {
+  /** Runs a small bash text inside a machine's mount namespace, with args as its $1, $2, … */
+  const inMachine = (machine, text, ...args) =>
+    execFileSync('nsenter', ['-t', String(machine.pid), '-m', '--', 'bash', '-c', text, 'bash', ...args], {
       stdio: ['ignore', 'ignore', 'pipe']
     })
 
@@ -376,7 +379,7 @@ export async function startStandin(options = {}) {
         encoding: 'utf8'
       }).trim()
       const links = deviceLinks(v)
-      inMachine(machine, links.map((l) => `ln -sfn ${quote(loop)} /dev/${l}`).join('\n'))
+      inMachine(machine, links.map((l) => `ln -sfn "$1" /dev/${l}`).join('\n'), loop)
       machine.volumes.set(v.id, { loop, links, device: v.device })
     }
   }
@@ -386,7 +389,7 @@ export async function startStandin(options = {}) {
     if (process.getuid?.() !== 0 || !works('losetup', ['--version']) || !works('nsenter', ['--version']))
       return false
     const work = mkdtempSync(join(dir, 'probe-'))
-    writeFileSync(join(work, 'prelude.sh'), machinePrelude(work, 'exit 0'))
+    writeFileSync(join(work, 'prelude.sh'), machinePrelude('exit 0'))
     const ok = works('unshare', ['-m', '--propagation', 'private', 'bash', join(work, 'prelude.sh')])
     rmSync(work, { recursive: true, force: true })
     return ok
@@ -612,20 +615,6 @@ export async function startStandin(options = {}) {
     CancelCommand: cancelCommand
   }
 
-  /** Sends the request on to moto as it came, and moto's answer back as it came. */
-  function forward(req, res, body) {
-    const url = new URL(req.url, motoUrl)
-    const out = httpRequest(url, { method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers)
-      answer.pipe(res)
-    })
-    out.on('error', (err) => {
-      res.writeHead(502, { 'content-type': 'text/plain' })
-      res.end(`ssm-standin: moto did not answer: ${err.message}`)
-    })
-    out.end(body)
-  }
-
   function reply(res, status, payload, errorType) {
     const headers = {
       'content-type': 'application/x-amz-json-1.1',
@@ -650,10 +639,9 @@ export async function startStandin(options = {}) {
     reply(res, 404, { message: `no such control: ${req.method} ${url.pathname}` })
   }
 
+  const forward = (req, res, body) => relay(motoUrl, req, body, res, 'ssm-standin')
   const server = createServer(async (req, res) => {
-    const chunks = []
-    for await (const c of req) chunks.push(c)
-    const body = Buffer.concat(chunks)
+    const body = await readBody(req)
     if (req.url?.startsWith('/_standin/')) return control(req, res, body)
     const action = String(req.headers['x-amz-target'] ?? '').replace(/^AmazonSSM\./, '')
     const handler = Object.hasOwn(handlers, action) ? handlers[action] : undefined
@@ -705,8 +693,8 @@ export async function startStandin(options = {}) {
   return { url: `http://127.0.0.1:${server.address().port}`, dir, namespaces, close }
 }
 
-// Run as a program: print the endpoint, serve until SIGTERM/SIGINT.
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+/** Runs the stand-in as a program: prints the endpoint, serves until SIGTERM/SIGINT. */
+export async function main() {
   let standin
   const stop = async () => {
     await standin?.close()
@@ -722,3 +710,5 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   }
   process.stdout.write(`AWS_ENDPOINT_URL_SSM=${standin.url}\n`)
 }
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main()

@@ -15,6 +15,7 @@ import * as ssm from '@aws-sdk/client-ssm'
 import { type AwsClientStub, type AwsStub, mockClient } from 'aws-sdk-client-mock'
 import type { Clients } from '../../src/aws/clients.js'
 import { enforceContract } from './contract.js'
+import { serviceError } from './errors.js'
 
 // biome-ignore lint/suspicious/noExplicitAny: inputs of many operations, read loosely by the fake
 type In = Record<string, any>
@@ -33,8 +34,7 @@ export const MANIFEST_XML = readFileSync(
   'utf8'
 )
 
-export const serviceError = (name: string, message = name, status = 400): Error =>
-  Object.assign(new Error(message), { name, $fault: 'client', $metadata: { httpStatusCode: status } })
+export { serviceError }
 
 export type Fault = Error | ((input: In, nth: number) => Error | undefined)
 
@@ -80,7 +80,7 @@ export class FakeAccount {
   private counts = new Map<string, number>()
   private seq = 0
   /** Ids that existed before the run: not leftovers. */
-  private readonly initial: Set<string>
+  protected readonly initial: Set<string>
 
   constructor() {
     this.images.set(SOURCE_AMI, {
@@ -655,8 +655,14 @@ export interface AccountMocks {
   restore: () => void
 }
 
-/** Answers every client of the three services through aws-sdk-client-mock. Restore after the test. */
-export function mockAccount(account: FakeAccount): AccountMocks {
+/** Operations of a subclass's own, per service, to answer besides the ones every account has. */
+export interface ExtraOps {
+  ec2?: string[]
+  s3?: string[]
+}
+
+/** Answers every client of the four services through aws-sdk-client-mock. Restore after the test. */
+export function mockAccount(account: FakeAccount, extra: ExtraOps = {}): AccountMocks {
   // biome-ignore lint/suspicious/noExplicitAny: the SDK modules are indexed by command name
   const wire = (mock: AwsStub<any, any, any>, module: Record<string, any>, ops: string[]) => {
     mock.onAnyCommand().rejects(new Error('the fake account was sent an unexpected command'))
@@ -668,10 +674,10 @@ export function mockAccount(account: FakeAccount): AccountMocks {
     s3: mockClient(s3.S3Client),
     ebs: mockClient(ebs.EBSClient)
   }
-  wire(mocks.ec2, ec2, EC2_OPS)
+  wire(mocks.ec2, ec2, [...EC2_OPS, ...(extra.ec2 ?? [])])
   wire(mocks.ebs, ebs, EBS_OPS)
   wire(mocks.ssm, ssm, SSM_OPS)
-  wire(mocks.s3, s3, S3_OPS)
+  wire(mocks.s3, s3, [...S3_OPS, ...(extra.s3 ?? [])])
   return {
     ...(mocks as unknown as Omit<AccountMocks, 'restore'>),
     restore: () => {

@@ -2,7 +2,7 @@
 // types, as EC2 describes them), instance status checks that a test scripts, and a console.
 // As strict as EC2 where the action depends on it: RunInstances needs an available AMI and, on a
 // Nitro type, one registered with ENA support; GetConsoleOutput Latest only on Nitro types.
-import * as ec2 from '@aws-sdk/client-ec2'
+import type * as ec2 from '@aws-sdk/client-ec2'
 import { type AccountMocks, AL2023_AMI, FakeAccount, mockAccount, serviceError } from './aws-account.js'
 
 // biome-ignore lint/suspicious/noExplicitAny: inputs of many operations, read loosely by the fake
@@ -64,7 +64,7 @@ export class BootAccount extends FakeAccount {
         EnaSupport: true
       }
     })
-    ;(this as unknown as { initial: Set<string> }).initial.add(AL2023_AMI)
+    this.initial.add(AL2023_AMI)
   }
 
   override opRegisterImage(i: In) {
@@ -205,11 +205,5 @@ const BOOT_OPS = [
 
 /** mockAccount, plus the verify-boot operations. */
 export function mockBootAccount(account: BootAccount): AccountMocks {
-  const mocks = mockAccount(account)
-  const commands = ec2 as unknown as Record<string, Parameters<typeof mocks.ec2.on>[0]>
-  for (const op of BOOT_OPS)
-    mocks.ec2
-      .on(commands[`${op}Command`] as Parameters<typeof mocks.ec2.on>[0])
-      .callsFake((input: In) => account.handle(op, input))
-  return mocks
+  return mockAccount(account, { ec2: BOOT_OPS })
 }

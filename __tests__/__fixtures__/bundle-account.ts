@@ -1,33 +1,13 @@
-// A mocked AWS account for the bundle steps: a running instance-store instance online in SSM, a
-// bucket in its region, and in-memory parameters, objects and images that the mocked calls change,
-// so that tests can assert what exists after a run as well as which calls were made.
+// The fake account for the bundle steps and mode full: the convert fixture's FakeAccount
+// (aws-account.ts) plus a running instance-store source online in SSM, a bucket in its region, a
+// bundle.sh that "uploads" and an instance-store AMI registered from the manifest, so that tests
+// can assert what exists after a run as well as which calls were made.
 import { EBSClient } from '@aws-sdk/client-ebs'
 import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs'
-import {
-  DeregisterImageCommand,
-  DescribeImagesCommand,
-  DescribeInstancesCommand,
-  EC2Client,
-  type Instance,
-  RegisterImageCommand
-} from '@aws-sdk/client-ec2'
-import {
-  DeleteObjectsCommand,
-  GetBucketLocationCommand,
-  GetBucketOwnershipControlsCommand,
-  ListObjectsV2Command,
-  S3Client
-} from '@aws-sdk/client-s3'
-import {
-  DeleteParameterCommand,
-  DescribeInstanceInformationCommand,
-  GetCommandInvocationCommand,
-  type PingStatus,
-  PutParameterCommand,
-  SendCommandCommand,
-  SSMClient
-} from '@aws-sdk/client-ssm'
-import { mockClient } from 'aws-sdk-client-mock'
+import { EC2Client, type Instance } from '@aws-sdk/client-ec2'
+import { S3Client } from '@aws-sdk/client-s3'
+import { SSMClient } from '@aws-sdk/client-ssm'
+import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock'
 import type { Clients } from '../../src/aws/clients.js'
 import type { RunContext } from '../../src/pipeline/context.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
@@ -35,15 +15,18 @@ import type { Logger } from '../../src/pipeline/runner.js'
 import { readSettings, type Settings } from '../../src/settings/index.js'
 import {
   type AccountMocks,
-  BUCKET as FAKE_BUCKET,
   REGION as FAKE_REGION,
   FakeAccount,
   HELPER,
   MANIFEST_XML,
-  mockAccount,
-  serviceError
+  mockAccount
 } from './aws-account.js'
+import { serviceError } from './errors.js'
 import { CERT, KEY, reader } from './inputs.js'
+
+// biome-ignore lint/suspicious/noExplicitAny: inputs of many operations, read loosely by the fake
+type In = Record<string, any>
+type Out = Record<string, unknown>
 
 export const ACCOUNT = '123456789012'
 export const REGION = 'eu-west-1'
@@ -67,9 +50,6 @@ export const bundleInputs: Record<string, string> = {
   'stop-services': 'jenkins redis-server',
   'bundle-exclude': '/var/cache/app'
 }
-
-export const awsError = (code: string, message = code): Error =>
-  Object.assign(new Error(message), { name: code })
 
 export const sourceInstance = (over: Partial<Instance> = {}): Instance => ({
   InstanceId: INSTANCE,
@@ -100,140 +80,227 @@ export interface BundleOutcome {
   status?: string
   exitCode: number
   stdout: string
-  /** Objects the (failed) upload left before it stopped. */
+  /** Objects the upload (or the failed upload, before it stopped) left in the bucket. */
   uploaded?: string[]
 }
 
 export interface AccountOptions {
+  /** The source instance (default: sourceInstance()). */
   instance?: Instance
+  /** How SSM sees the source ('unknown': not registered at all); default Online. */
   pingStatus?: string
+  /** GetBucketLocation's LocationConstraint for the bucket (default: REGION). */
   bucketRegion?: string | null
+  /** The bucket's Object Ownership (default: no ownership controls). */
   ownership?: string
   /** Keys already in the bucket. */
   objects?: string[]
+  /** What bundle.sh prints, how it ends and what it uploads (default: the whole bundle under PREFIX). */
   bundle?: BundleOutcome
-  /** DescribeImages states of the new image, in order; the last one repeats. */
+  /** DescribeImages states of the instance-store AMI the run registers, in order; the last one repeats. */
   imageStates?: { State: string; StateReason?: { Message: string } }[]
+  /** The prefix whose keys bundleKeys() lists (default: PREFIX). */
+  prefix?: string
 }
 
-export function bundleAccount(o: AccountOptions = {}) {
-  const ec2 = mockClient(EC2Client)
-  const ssm = mockClient(SSMClient)
-  const s3 = mockClient(S3Client)
-  const logs = mockClient(CloudWatchLogsClient)
-  logs.on(GetLogEventsCommand).resolves({ events: [], nextForwardToken: 'f/end' })
-  const parameters = new Map<string, string>()
-  const objects = new Set<string>(o.objects ?? [])
-  const images = new Map<string, { name: string; location: string; state: number }>()
-  const states = o.imageStates ?? [{ State: 'pending' }, { State: 'available' }]
-  const outcome: BundleOutcome = o.bundle ?? {
-    exitCode: 0,
-    stdout: bundleStdout(),
-    uploaded: [MANIFEST_KEY, ...PART_KEYS]
+/**
+ * The fake account (aws-account.ts) plus what bundling needs: a running instance-store source
+ * online in SSM, the bucket's location, ownership, listing and deletion, a bundle.sh that
+ * "uploads" under the prefix, cleanup.sh that finds its journal undone, and RegisterImage of an
+ * instance-store AMI from a manifest (NEW_IMAGE), which becomes available as imageStates say.
+ */
+export class BundleAccount extends FakeAccount {
+  /** The bundle.sh commands sent, in order (their ids are cmd-1, cmd-2, …). */
+  readonly sentCommands: { parameters: Record<string, string[]> }[] = []
+  /** The cleanup.sh commands sent, in order (cleanup-1, …). */
+  readonly cleanupCommands: { parameters: Record<string, string[]> }[] = []
+  readonly options: AccountOptions
+  private readonly storeImages = new Map<string, number>()
+  private readonly cancelled = new Set<string>()
+
+  constructor(options: AccountOptions = {}) {
+    super()
+    this.options = options
+    const source = options.instance ?? sourceInstance()
+    const id = source.InstanceId as string
+    this.instances.set(id, { settle: 0, value: source })
+    if (options.pingStatus !== 'unknown') this.ping.set(id, options.pingStatus ?? 'Online')
+    this.initial.add(id)
+    for (const key of options.objects ?? []) this.objects.set(`${BUCKET}/${key}`, '')
   }
-  const sentCommands: { parameters: Record<string, string[]> }[] = []
-  const cleanupCommands: { parameters: Record<string, string[]> }[] = []
 
-  ec2.on(DescribeInstancesCommand).callsFake((input: { InstanceIds?: string[] }) => {
-    const instance = o.instance ?? sourceInstance()
-    if (!input.InstanceIds?.includes(instance.InstanceId as string))
-      throw awsError(
-        'InvalidInstanceID.NotFound',
-        `The instance ID '${input.InstanceIds?.[0]}' does not exist`
-      )
-    return { Reservations: [{ OwnerId: ACCOUNT, Instances: [instance] }] }
-  })
-  ec2
-    .on(DescribeImagesCommand)
-    .callsFake((input: { ImageIds?: string[]; Filters?: { Values?: string[] }[] }) => {
-      if (input.ImageIds) {
-        const found = input.ImageIds.flatMap((id) => {
-          const image = images.get(id)
-          if (!image) return []
-          const state = states[Math.min(image.state, states.length - 1)] as (typeof states)[number]
-          image.state++
-          return [{ ImageId: id, Name: image.name, ImageLocation: image.location, ...state }]
-        })
-        return { Images: found }
-      }
-      const name = input.Filters?.[0]?.Values?.[0]
-      return {
-        Images: [...images.entries()]
-          .filter(([, i]) => i.name === name)
-          .map(([id, i]) => ({ ImageId: id, Name: i.name }))
-      }
-    })
-  ec2
-    .on(RegisterImageCommand)
-    .callsFake((input: { DryRun?: boolean; Name?: string; ImageLocation?: string }) => {
-      if (input.DryRun)
-        throw awsError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.')
-      images.set(NEW_IMAGE, { name: input.Name as string, location: input.ImageLocation as string, state: 0 })
-      return { ImageId: NEW_IMAGE }
-    })
-  ec2.on(DeregisterImageCommand).callsFake((input: { ImageId?: string }) => {
-    if (!images.delete(input.ImageId as string)) throw awsError('InvalidAMIID.NotFound')
-    return {}
-  })
+  private get outcome(): BundleOutcome {
+    return (
+      this.options.bundle ?? { exitCode: 0, stdout: bundleStdout(), uploaded: [MANIFEST_KEY, ...PART_KEYS] }
+    )
+  }
 
-  ssm.on(DescribeInstanceInformationCommand).resolves({
-    InstanceInformationList:
-      o.pingStatus === 'unknown'
-        ? []
-        : [{ InstanceId: INSTANCE, PingStatus: (o.pingStatus ?? 'Online') as PingStatus }]
-  })
-  ssm.on(PutParameterCommand).callsFake((input: { Name?: string; Value?: string }) => {
-    if (parameters.has(input.Name as string)) throw awsError('ParameterAlreadyExists')
-    parameters.set(input.Name as string, input.Value as string)
-    return { Version: 1, Tier: 'Standard' }
-  })
-  ssm.on(DeleteParameterCommand).callsFake((input: { Name?: string }) => {
-    if (!parameters.delete(input.Name as string)) throw awsError('ParameterNotFound')
-    return {}
-  })
-  ssm.on(SendCommandCommand).callsFake((input: { Parameters?: Record<string, string[]> }) => {
-    // cleanup.sh, sent after a command that did not succeed, always finds its journal undone.
-    if (isCleanup(input.Parameters?.commands?.[0])) {
-      cleanupCommands.push({ parameters: input.Parameters ?? {} })
-      return { Command: { CommandId: `cleanup-${cleanupCommands.length}` } }
+  /** What an uploaded object holds (the bundle's content does not matter to the bundle steps). */
+  protected uploadedBody(_key: string): string {
+    return ''
+  }
+
+  /** The keys under the prefix, sorted. */
+  bundleKeys(): string[] {
+    const folder = `${BUCKET}/${this.options.prefix ?? PREFIX}/`
+    return [...this.objects.keys()]
+      .filter((k) => k.startsWith(folder))
+      .map((k) => k.slice(BUCKET.length + 1))
+      .sort()
+  }
+
+  override opDescribeInstances(i: In): Out {
+    const out = super.opDescribeInstances(i) as { Reservations: { OwnerId?: string }[] }
+    for (const r of out.Reservations) r.OwnerId = ACCOUNT
+    return out
+  }
+
+  override opDescribeImages(i: In): Out {
+    if (!i.ImageIds) {
+      // "name - The name of the AMI": every image of that name, whatever its root device.
+      const name = (i.Filters as { Name?: string; Values?: string[] }[] | undefined)?.find(
+        (f) => f.Name === 'name'
+      )?.Values?.[0]
+      return { Images: [...this.images.values()].map((p) => p.value).filter((v) => v.Name === name) }
     }
-    sentCommands.push({ parameters: input.Parameters ?? {} })
-    for (const key of outcome.uploaded ?? []) objects.add(key)
-    return { Command: { CommandId: `cmd-${sentCommands.length}` } }
-  })
-  ssm.on(GetCommandInvocationCommand).callsFake((input: { CommandId?: string }) => {
-    if (input.CommandId?.startsWith('cleanup-')) return cleanupDone
-    const ok = outcome.exitCode === 0
+    const states = this.options.imageStates ?? [{ State: 'pending' }, { State: 'available' }]
+    return {
+      Images: (i.ImageIds as string[]).flatMap((id) => {
+        const n = this.storeImages.get(id)
+        if (n === undefined) return (super.opDescribeImages({ ImageIds: [id] }) as { Images: Out[] }).Images
+        this.storeImages.set(id, n + 1)
+        return [{ ...this.images.get(id)?.value, ...states[Math.min(n, states.length - 1)] }]
+      })
+    }
+  }
+
+  override opRegisterImage(i: In): Out {
+    if (!i.ImageLocation) return super.opRegisterImage(i) // the EBS AMI of a full run's convert
+    for (const p of this.images.values())
+      if (p.value.Name === i.Name)
+        throw serviceError(
+          'InvalidAMIName.Duplicate',
+          `AMI name ${i.Name} is already in use by AMI ${p.value.ImageId}`
+        )
+    this.images.set(NEW_IMAGE, {
+      settle: 0,
+      value: {
+        ImageId: NEW_IMAGE,
+        Name: i.Name,
+        State: 'pending',
+        RootDeviceType: 'instance-store',
+        RootDeviceName: i.RootDeviceName,
+        ImageLocation: i.ImageLocation,
+        Architecture: i.Architecture,
+        VirtualizationType: i.VirtualizationType,
+        EnaSupport: i.EnaSupport
+      }
+    })
+    this.storeImages.set(NEW_IMAGE, 0)
+    this.created.push({ kind: 'image', id: NEW_IMAGE })
+    return { ImageId: NEW_IMAGE }
+  }
+
+  override opSendCommand(i: In): Out {
+    const text = String(i.Parameters?.commands?.[0] ?? '')
+    if (isCleanup(text)) {
+      this.cleanupCommands.push({ parameters: i.Parameters ?? {} })
+      return { Command: { CommandId: `cleanup-${this.cleanupCommands.length}` } }
+    }
+    if (!/bash "\$d\/bundle\.sh"/.test(text)) return super.opSendCommand(i) // a full run's convert
+    this.sentCommands.push({ parameters: i.Parameters ?? {} })
+    for (const key of this.outcome.uploaded ?? [])
+      this.objects.set(`${BUCKET}/${key}`, this.uploadedBody(key))
+    return { Command: { CommandId: `cmd-${this.sentCommands.length}` } }
+  }
+
+  override opGetCommandInvocation(i: In): Out {
+    const id = String(i.CommandId)
+    if (id.startsWith('cleanup-')) return { ...cleanupDone }
+    if (!id.startsWith('cmd-')) return super.opGetCommandInvocation(i)
+    if (this.cancelled.has(id)) return { Status: 'Cancelled', StatusDetails: 'Cancelled', ResponseCode: -1 }
+    const { exitCode, status, stdout } = this.outcome
+    const ok = exitCode === 0
     return {
       Status: ok ? 'Success' : 'Failed',
-      StatusDetails: outcome.status ?? (ok ? 'Success' : 'Failed'),
-      ResponseCode: outcome.exitCode,
-      StandardOutputContent: outcome.stdout,
+      StatusDetails: status ?? (ok ? 'Success' : 'Failed'),
+      ResponseCode: exitCode,
+      StandardOutputContent: stdout,
       StandardErrorContent: ''
     }
-  })
+  }
 
-  s3.on(GetBucketLocationCommand).callsFake((input: { Bucket?: string }) => {
-    if (input.Bucket !== BUCKET) throw awsError('NoSuchBucket', 'The specified bucket does not exist')
-    return { LocationConstraint: o.bucketRegion === undefined ? REGION : o.bucketRegion }
-  })
-  s3.on(GetBucketOwnershipControlsCommand).callsFake(() => {
-    if (!o.ownership) throw awsError('OwnershipControlsNotFoundError')
-    return { OwnershipControls: { Rules: [{ ObjectOwnership: o.ownership }] } }
-  })
-  s3.on(ListObjectsV2Command).callsFake((input: { Prefix?: string; Delimiter?: string }) => {
-    const prefix = input.Prefix ?? ''
-    const keys = [...objects]
+  override opCancelCommand(i: In): Out {
+    if (!String(i.CommandId).startsWith('cmd-')) return super.opCancelCommand(i)
+    this.cancelled.add(String(i.CommandId))
+    return {}
+  }
+
+  opGetBucketLocation(i: In): Out {
+    if (i.Bucket !== BUCKET) throw serviceError('NoSuchBucket', 'The specified bucket does not exist', 404)
+    return {
+      LocationConstraint: this.options.bucketRegion === undefined ? REGION : this.options.bucketRegion
+    }
+  }
+
+  opGetBucketOwnershipControls(): Out {
+    if (!this.options.ownership)
+      throw serviceError(
+        'OwnershipControlsNotFoundError',
+        'The bucket ownership controls were not found',
+        404
+      )
+    return { OwnershipControls: { Rules: [{ ObjectOwnership: this.options.ownership }] } }
+  }
+
+  opListObjectsV2(i: In): Out {
+    const prefix = `${i.Bucket}/${i.Prefix ?? ''}`
+    const keys = [...this.objects.keys()]
       .filter((k) => k.startsWith(prefix))
-      .filter((k) => !input.Delimiter || !k.slice(prefix.length).includes(input.Delimiter))
+      .filter((k) => !i.Delimiter || !k.slice(prefix.length).includes(i.Delimiter))
+      .map((k) => k.slice(String(i.Bucket).length + 1))
       .sort()
     return { Contents: keys.map((Key) => ({ Key })), IsTruncated: false }
-  })
-  s3.on(DeleteObjectsCommand).callsFake((input: { Delete?: { Objects?: { Key?: string }[] } }) => {
-    for (const { Key } of input.Delete?.Objects ?? []) objects.delete(Key as string)
-    return { Deleted: input.Delete?.Objects }
-  })
+  }
 
+  opDeleteObjects(i: In): Out {
+    const objects = (i.Delete?.Objects ?? []) as { Key: string }[]
+    for (const { Key } of objects) this.objects.delete(`${i.Bucket}/${Key}`)
+    return { Deleted: objects }
+  }
+}
+
+const BUNDLE_S3_OPS = ['GetBucketLocation', 'GetBucketOwnershipControls', 'ListObjectsV2', 'DeleteObjects']
+
+export interface BundleMocks extends AccountMocks {
+  logs: AwsClientStub<CloudWatchLogsClient>
+}
+
+/** mockAccount, plus the S3 calls of the bundle steps and a CloudWatch Logs with no output yet. */
+export function mockBundleAccount(account: BundleAccount): BundleMocks {
+  const mocks = mockAccount(account, { s3: BUNDLE_S3_OPS })
+  const logs = mockClient(CloudWatchLogsClient)
+  logs.on(GetLogEventsCommand).resolves({ events: [], nextForwardToken: 'f/end' })
+  return {
+    ...mocks,
+    logs,
+    restore: () => {
+      mocks.restore()
+      logs.restore()
+    }
+  }
+}
+
+export interface MockedBundle {
+  account: BundleAccount
+  mocks: BundleMocks
+  clients: Clients
+}
+
+/** A BundleAccount answering through aws-sdk-client-mock, and clients in its region for the steps. */
+export function bundleAccount(options: AccountOptions = {}): MockedBundle {
+  const account = new BundleAccount(options)
+  const mocks = mockBundleAccount(account)
   const clients: Clients = {
     region: REGION,
     ec2: new EC2Client({ region: REGION }),
@@ -242,10 +309,8 @@ export function bundleAccount(o: AccountOptions = {}) {
     s3: new S3Client({ region: REGION }),
     logs: new CloudWatchLogsClient({ region: REGION })
   }
-  return { ec2, ssm, s3, logs, parameters, objects, images, sentCommands, cleanupCommands, clients }
+  return { account, mocks, clients }
 }
-
-export type BundleAccount = ReturnType<typeof bundleAccount>
 
 export interface TestLog extends Logger {
   lines: string[]
@@ -292,10 +357,6 @@ export function runContext(settings: Settings, clients: Clients, log: TestLog = 
 
 // ---------------------------------------------------------------- full mode
 
-// biome-ignore lint/suspicious/noExplicitAny: inputs of many operations, read loosely by the fake
-type In = Record<string, any>
-type Out = Record<string, unknown>
-
 /** The source instance of a full run, in the convert fixture's account and region (us-east-1). */
 export const FULL_SOURCE = 'i-0abcdefabcdefabcd'
 export const FULL_PREFIX = 'builds/full'
@@ -304,7 +365,7 @@ export const fullInputs: Record<string, string> = {
   mode: 'full',
   'source-instance-id': FULL_SOURCE,
   'helper-instance-id': HELPER,
-  's3-bucket': FAKE_BUCKET,
+  's3-bucket': BUCKET,
   's3-prefix': FULL_PREFIX,
   region: FAKE_REGION,
   'ami-name': 'web',
@@ -312,121 +373,35 @@ export const fullInputs: Record<string, string> = {
   'x509-private-key': KEY
 }
 
+const FULL_BUNDLE = ['image.manifest.xml', 'image.part.0', 'image.part.1'].map((k) => `${FULL_PREFIX}/${k}`)
+
 /**
- * The convert fixture's account plus what bundling needs: a running instance-store source online
- * in SSM, the bucket's location, ownership, listing and deletion, a bundle.sh that "uploads" the
- * fixture bundle under the prefix, and RegisterImage of an instance-store AMI from a manifest.
+ * The bundle account of a full run: the source in the convert fixture's region, whose bundle.sh
+ * "uploads" the convert fixture's bundle (its manifest and placeholder parts) under FULL_PREFIX.
  */
-export class FullAccount extends FakeAccount {
-  bundleOutcome: { ResponseCode: number; stdout: string } = {
-    ResponseCode: 0,
-    stdout: [
-      '::result part_count=2',
-      `::result image_location=${FAKE_BUCKET}/${FULL_PREFIX}/image.manifest.xml`,
-      `::result manifest_location=s3://${FAKE_BUCKET}/${FULL_PREFIX}/image.manifest.xml`,
-      ''
-    ].join('\n')
-  }
-  private readonly bundleCommands = new Set<string>()
-
+export class FullAccount extends BundleAccount {
   constructor() {
-    super()
-    this.instances.set(FULL_SOURCE, {
-      settle: 0,
-      value: sourceInstance({ InstanceId: FULL_SOURCE, Placement: { AvailabilityZone: 'us-east-1a' } })
-    })
-    this.ping.set(FULL_SOURCE, 'Online')
-    // Existed before the run: not a leftover.
-    ;(this as unknown as { initial: Set<string> }).initial.add(FULL_SOURCE)
-  }
-
-  override opDescribeInstances(i: In): Out {
-    const out = super.opDescribeInstances(i) as { Reservations: { OwnerId?: string }[] }
-    for (const r of out.Reservations) r.OwnerId = ACCOUNT
-    return out
-  }
-
-  override opSendCommand(i: In): Out {
-    const out = super.opSendCommand(i) as { Command: { CommandId: string } }
-    const text = String(i.Parameters.commands[0])
-    if (/bash "\$d\/bundle\.sh"/.test(text)) {
-      this.bundleCommands.add(out.Command.CommandId)
-      if (this.bundleOutcome.ResponseCode === 0) {
-        this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.manifest.xml`, MANIFEST_XML)
-        this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.part.0`, 'x'.repeat(10))
-        this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.part.1`, 'y'.repeat(5))
+    super({
+      instance: sourceInstance({ InstanceId: FULL_SOURCE, Placement: { AvailabilityZone: 'us-east-1a' } }),
+      bucketRegion: null,
+      prefix: FULL_PREFIX,
+      bundle: {
+        exitCode: 0,
+        stdout: [
+          '::result part_count=2',
+          `::result image_location=${BUCKET}/${FULL_PREFIX}/image.manifest.xml`,
+          `::result manifest_location=s3://${BUCKET}/${FULL_PREFIX}/image.manifest.xml`,
+          ''
+        ].join('\n'),
+        uploaded: FULL_BUNDLE
       }
-    }
-    return out
-  }
-
-  override opGetCommandInvocation(i: In): Out {
-    if (!this.bundleCommands.has(i.CommandId)) return super.opGetCommandInvocation(i)
-    const ok = this.bundleOutcome.ResponseCode === 0
-    return {
-      Status: ok ? 'Success' : 'Failed',
-      StatusDetails: ok ? 'Success' : 'Failed',
-      ResponseCode: this.bundleOutcome.ResponseCode,
-      StandardOutputContent: this.bundleOutcome.stdout
-    }
-  }
-
-  override opRegisterImage(i: In): Out {
-    if (!i.ImageLocation) return super.opRegisterImage(i)
-    const out = super.opRegisterImage({ ...i, Name: `${i.Name} (registering)` }) as { ImageId: string }
-    const image = this.images.get(out.ImageId)?.value as Record<string, unknown>
-    Object.assign(image, {
-      Name: i.Name,
-      RootDeviceType: 'instance-store',
-      ImageLocation: i.ImageLocation,
-      Architecture: i.Architecture,
-      VirtualizationType: i.VirtualizationType,
-      EnaSupport: i.EnaSupport
     })
-    return out
   }
 
-  opGetBucketLocation(i: In): Out {
-    if (i.Bucket !== FAKE_BUCKET)
-      throw serviceError('NoSuchBucket', 'The specified bucket does not exist', 404)
-    return { LocationConstraint: undefined }
+  protected override uploadedBody(key: string): string {
+    if (key.endsWith('.manifest.xml')) return MANIFEST_XML
+    return key.endsWith('.part.0') ? 'x'.repeat(10) : 'y'.repeat(5)
   }
-
-  opGetBucketOwnershipControls(): Out {
-    throw serviceError('OwnershipControlsNotFoundError', 'The bucket ownership controls were not found', 404)
-  }
-
-  opListObjectsV2(i: In): Out {
-    const prefix = `${i.Bucket}/${i.Prefix ?? ''}`
-    const keys = [...this.objects.keys()]
-      .filter((k) => k.startsWith(prefix))
-      .filter((k) => !i.Delimiter || !k.slice(prefix.length).includes(i.Delimiter))
-      .map((k) => k.slice(String(i.Bucket).length + 1))
-      .sort()
-    return { Contents: keys.map((Key) => ({ Key })), IsTruncated: false }
-  }
-
-  opDeleteObjects(i: In): Out {
-    for (const { Key } of i.Delete.Objects as { Key: string }[]) this.objects.delete(`${i.Bucket}/${Key}`)
-    return {}
-  }
-
-  /** Keys under the full run's prefix. */
-  bundleKeys(): string[] {
-    return [...this.objects.keys()].filter((k) => k.startsWith(`${FAKE_BUCKET}/${FULL_PREFIX}/`)).sort()
-  }
-}
-
-/** Mocks every client with the full account, including the S3 calls the bundle steps make. */
-export function mockFullAccount(account: FullAccount): AccountMocks {
-  const mocks = mockAccount(account)
-  mocks.s3.on(GetBucketLocationCommand).callsFake((i: In) => account.handle('GetBucketLocation', i))
-  mocks.s3
-    .on(GetBucketOwnershipControlsCommand)
-    .callsFake((i: In) => account.handle('GetBucketOwnershipControls', i))
-  mocks.s3.on(ListObjectsV2Command).callsFake((i: In) => account.handle('ListObjectsV2', i))
-  mocks.s3.on(DeleteObjectsCommand).callsFake((i: In) => account.handle('DeleteObjects', i))
-  return mocks
 }
 
 /** Whether a command text runs cleanup.sh (the second command after a cancel or a timeout). */

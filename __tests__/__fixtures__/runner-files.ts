@@ -1,29 +1,16 @@
 // The files the Actions runner hands a JavaScript action (GITHUB_STATE, GITHUB_OUTPUT, …) and
 // how the runner turns saved state into STATE_* variables for the post step.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll } from '@jest/globals'
+import { makeRunnerFiles } from '../../scripts/runner-files.mjs'
 
 // The folders made for one test file, removed after its last test (passed or failed).
 const made: string[] = []
 afterAll(() => {
   for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
-
-/** Parses the `name<<DELIMITER\nvalue\nDELIMITER` records of a GITHUB_STATE / GITHUB_OUTPUT file; last one wins. */
-export function parseCommandFile(text: string): Record<string, string> {
-  const values: Record<string, string> = {}
-  const lines = text.split('\n')
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^([^<=]+)<<(.+)$/.exec(lines[i] as string)
-    if (!m) continue
-    const end = lines.indexOf(m[2] as string, i + 1)
-    values[m[1] as string] = lines.slice(i + 1, end).join('\n')
-    i = end
-  }
-  return values
-}
 
 export interface RunnerFiles {
   dir: string
@@ -35,18 +22,8 @@ export interface RunnerFiles {
 export function runnerFiles(): RunnerFiles {
   const dir = mkdtempSync(join(tmpdir(), 'i2e-runner-'))
   made.push(dir)
-  const env = {
-    GITHUB_STATE: join(dir, 'state'),
-    GITHUB_OUTPUT: join(dir, 'output'),
-    GITHUB_STEP_SUMMARY: join(dir, 'summary.md')
-  }
-  for (const f of Object.values(env)) writeFileSync(f, '')
-  return {
-    dir,
-    env,
-    state: () => parseCommandFile(readFileSync(env.GITHUB_STATE, 'utf8')),
-    outputs: () => parseCommandFile(readFileSync(env.GITHUB_OUTPUT, 'utf8'))
-  }
+  const { files, state, outputs } = makeRunnerFiles(dir)
+  return { dir, env: { ...files }, state, outputs }
 }
 
 /** Sets process.env for the duration of fn, then restores it. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals'
 import { EC2Client } from '@aws-sdk/client-ec2'
 import { checkCredentialLifetime, runMinutes, suggestedSeconds } from '../../src/aws/credentials.js'
+import { captureStdout } from '../__fixtures__/capture.js'
 
 const now = new Date('2026-01-01T12:00:00Z')
 const inMinutes = (m: number) => new Date(now.getTime() + m * 60000)
@@ -139,14 +140,7 @@ describe('checkCredentialLifetime', () => {
   })
 
   it('warns through core.warning by default', async () => {
-    const out: string[] = []
-    const write = process.stdout.write.bind(process.stdout)
-    process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write
-    try {
-      await checkCredentialLifetime(keys(inMinutes(10)), convert, now)
-    } finally {
-      process.stdout.write = write
-    }
+    const { out } = await captureStdout(() => checkCredentialLifetime(keys(inMinutes(10)), convert, now))
     expect(out.join('')).toMatch(/^::warning::The AWS credentials expire/m)
   })
 })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals'
 import { poll, PollTimeoutError } from '../../src/aws/poll.js'
 import { CancelledError } from '../../src/errors.js'
+import { serviceError } from '../__fixtures__/errors.js'
 
 /** A fake clock: sleeping advances it, so tests are instant and exact. */
 function fakeClock() {
@@ -52,7 +53,7 @@ describe('poll', () => {
   it('tolerates the listed not-yet-visible errors and throws others at once', async () => {
     const clock = fakeClock()
     let n = 0
-    const notYet = Object.assign(new Error('no such invocation'), { name: 'InvocationDoesNotExist' })
+    const notYet = serviceError('InvocationDoesNotExist', 'no such invocation')
     await expect(
       poll({
         what: 'x',
@@ -65,7 +66,7 @@ describe('poll', () => {
         ...clock
       })
     ).resolves.toBe(3)
-    const denied = Object.assign(new Error('denied'), { name: 'AccessDeniedException' })
+    const denied = serviceError('AccessDeniedException', 'denied')
     await expect(
       poll({
         what: 'x',

@@ -23,8 +23,9 @@ import { Ledger } from '../../src/pipeline/ledger.js'
 import { ledgerTracker } from '../../src/pipeline/remote-command.js'
 import { CancelledError } from '../../src/errors.js'
 import { companions, scripts } from '../../src/scripts/index.js'
+import { serviceError } from '../__fixtures__/errors.js'
 
-const notYet = () => Object.assign(new Error('InvocationDoesNotExist'), { name: 'InvocationDoesNotExist' })
+const notYet = () => serviceError('InvocationDoesNotExist')
 
 function setup() {
   const ssm = mockClient(SSMClient)
@@ -216,9 +217,7 @@ describe('runRemoteScript', () => {
     ssm.restore()
 
     const refused = setup()
-    refused.ssm
-      .on(SendCommandCommand)
-      .rejects(Object.assign(new Error('too big'), { name: 'MaxDocumentSizeExceeded' }))
+    refused.ssm.on(SendCommandCommand).rejects(serviceError('MaxDocumentSizeExceeded', 'too big'))
     await expect(runRemoteScript(refused.base)).rejects.toThrow('too big')
     expect(refused.ledger.entries()).toEqual([])
     refused.ssm.restore()

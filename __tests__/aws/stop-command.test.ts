@@ -3,8 +3,9 @@ import { CancelCommandCommand, GetCommandInvocationCommand, SSMClient } from '@a
 import { mockClient } from 'aws-sdk-client-mock'
 import { PollTimeoutError } from '../../src/aws/poll.js'
 import { stopCommand } from '../../src/aws/stop-command.js'
+import { serviceError } from '../__fixtures__/errors.js'
 
-const error = (name: string) => Object.assign(new Error(name), { name })
+const error = (name: string) => serviceError(name)
 const client = () => new SSMClient({ region: 'us-east-1' })
 
 /** GetCommandInvocation answers these in turn (an Error is thrown), the last one from then on. */

@@ -1,8 +1,9 @@
 // Boot harness for the QEMU boot tests (reusable: any test that must show a disk boots).
 // - bootImages(): the cached bootable Debian images from scripts/boot-images.sh (built once).
-// - bootQemu(): boots a raw disk in qemu-system-x86_64 (TCG) through SeaBIOS and the disk's
-//   own boot loader, or with -kernel/-initrd/-append (the way pv-grub boots a paravirtual
-//   image), and waits for a marker line on the serial console, a failure line, or a deadline.
+// - bootQemu(): boots a raw disk (virtio, or NVMe as on Nitro) in qemu-system-x86_64 (TCG)
+//   through SeaBIOS and the disk's own boot loader, or with -kernel/-initrd/-append (the way
+//   pv-grub boots a paravirtual image), and waits for a marker line on the serial console, a
+//   failure line, or a deadline.
 // - menuLstEntry() / readExt4File(): what pv-grub would load, read out of a filesystem image.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -15,9 +16,10 @@ export const makeBundleScript = fileURLToPath(new URL('../../bench/make-bundle.s
 
 export type BootImages = Record<string, string>
 
-/** The commands the boot tests need; empty when all are there (and we are root). */
-export function bootPrerequisitesMissing(): string[] {
-  const missing = ['qemu-system-x86_64', 'debootstrap', 'debugfs', 'losetup', 'mkfs.ext4', 'sfdisk'].filter(
+/** The commands the boot tests need (and `extra` ones); empty when all are there (and we are root). */
+export function bootPrerequisitesMissing(extra: string[] = []): string[] {
+  const needed = ['qemu-system-x86_64', 'debootstrap', 'debugfs', 'losetup', 'mkfs.ext4', 'sfdisk', ...extra]
+  const missing = needed.filter(
     (cmd) =>
       spawnSync('sh', ['-c', `PATH=$PATH:/usr/sbin:/sbin command -v ${cmd}`], { stdio: 'ignore' }).status !==
       0
@@ -41,7 +43,15 @@ export function bootImages(timeoutMs = 30 * 60_000): BootImages {
     const at = line.indexOf('=')
     if (at > 0) env[line.slice(0, at)] = line.slice(at + 1)
   }
-  for (const key of ['hvm_image', 'hvm_marker', 'pv_image', 'pv_marker', 'pv_label']) {
+  for (const key of [
+    'hvm_image',
+    'hvm_marker',
+    'pv_image',
+    'pv_marker',
+    'pv_label',
+    'pv_xvda1_image',
+    'pv_xvda1_marker'
+  ]) {
     if (!env[key]) throw new Error(`scripts/boot-images.sh printed no ${key}`)
   }
   return env
@@ -85,6 +95,8 @@ export const bootFailureLines: RegExp[] = [
 export interface BootOptions {
   /** Raw disk image, attached as a virtio disk (never changed: qemu's snapshot=on). */
   disk: string
+  /** Attach the disk as an NVMe device, as Nitro instances see their EBS volumes (default virtio). */
+  nvme?: boolean
   /** Boot this kernel directly (pv-grub style) instead of the disk's boot loader. */
   kernel?: string
   initrd?: string
@@ -137,9 +149,11 @@ export function bootQemu(options: BootOptions): Promise<BootResult> {
     '-nic',
     'none',
     '-drive',
-    `file=${options.disk},format=raw,if=virtio,snapshot=on`
+    `file=${options.disk},format=raw,if=${options.nvme ? 'none,id=root' : 'virtio'},snapshot=on`
   ]
-  if (options.kernel) {
+  if (options.nvme) args.push('-device', 'nvme,drive=root,serial=vol0i2e')
+  if (!options.kernel) args.push('-boot', 'order=c')
+  else {
     args.push('-kernel', options.kernel)
     if (options.initrd) args.push('-initrd', options.initrd)
     if (options.append) args.push('-append', options.append)

@@ -1,5 +1,5 @@
 // Paravirtual in, hvm out, booted for real: a paravirtual-style Debian image (bare ext4, menu.lst,
-// root=/dev/xvda1 on the kernel line and in fstab, no boot loader at all; scripts/pv-boot-image.sh)
+// root=/dev/xvda1 on the kernel line and in fstab, no boot loader at all; scripts/boot-images.sh, pv-xvda1.img)
 // is bundled the way ec2-bundle-image does (bench/make-bundle.sh), converted by convert.sh
 // --output-virtualization-type hvm onto a disk file, and booted in QEMU through SeaBIOS and the
 // GRUB 2 that the conversion installed (no -kernel), from an NVMe disk as on Nitro. Controls: the
@@ -7,28 +7,24 @@
 // fstab put back, Debian 12's systemd still boots (it does not wait for fstab's "/" device: the
 // root is mounted already), which the test states rather than hides.
 // Run with `npm run test:boot` (software emulation: minutes).
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import {
+  type BootImages,
+  bootImages,
+  bootPrerequisitesMissing,
+  bootQemu,
+  catExt4File
+} from './boot-harness.js'
 
 const repo = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url))
-const missing = [
-  'qemu-system-x86_64',
-  'debootstrap',
-  'debugfs',
-  'losetup',
-  'mkfs.ext4',
-  'sfdisk',
-  'grub-mkimage'
-].filter((cmd) => spawnSync('sh', ['-c', `PATH=$PATH:/usr/sbin:/sbin command -v ${cmd}`]).status !== 0)
-if (typeof process.getuid !== 'function' || process.getuid() !== 0) missing.push('root')
+const missing = bootPrerequisitesMissing(['grub-mkimage'])
 const suite = missing.length === 0 ? describe : process.env.CI ? describe : describe.skip
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escape sequences on the console
-const escapes = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r/g
 const failures = [
   /Gave up waiting for root (file system )?device/,
   /ALERT! .* does not exist/,
@@ -37,63 +33,9 @@ const failures = [
   /Dependency failed for .*Local File Systems/
 ]
 
-interface Boot {
-  outcome: 'marker' | 'failure' | 'deadline' | 'exited'
-  seconds: number
-  matched?: string
-  tail: string
-}
-
 /** Boots a raw disk (NVMe, read-only through snapshot=on) with SeaBIOS and waits for the marker. */
-function boot(disk: string, marker: string, deadlineMs: number): Promise<Boot> {
-  const started = Date.now()
-  const child: ChildProcess = spawn(
-    'qemu-system-x86_64',
-    [
-      ...['-nographic', '-monitor', 'none', '-accel', 'tcg', '-machine', 'pc', '-m', '1024', '-smp', '1'],
-      ...['-no-reboot', '-nic', 'none', '-boot', 'order=c'],
-      ...[
-        '-drive',
-        `file=${disk},format=raw,if=none,id=root,snapshot=on`,
-        '-device',
-        'nvme,drive=root,serial=vol0i2e'
-      ]
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] }
-  )
-  let raw = ''
-  return new Promise((resolve) => {
-    let done = false
-    const finish = (outcome: Boot['outcome'], matched?: string) => {
-      if (done) return
-      done = true
-      clearTimeout(timer)
-      const text = raw.replace(escapes, '')
-      const result: Boot = {
-        outcome,
-        seconds: Math.round((Date.now() - started) / 100) / 10,
-        tail: text.trimEnd().split('\n').slice(-25).join('\n'),
-        ...(matched ? { matched } : {})
-      }
-      if (child.exitCode !== null || child.signalCode !== null) return resolve(result)
-      child.once('exit', () => resolve(result))
-      child.kill('SIGKILL')
-    }
-    const timer = setTimeout(() => finish('deadline'), deadlineMs)
-    const watch = (chunk: Buffer) => {
-      raw += chunk.toString('latin1')
-      const text = raw.replace(escapes, '')
-      if (text.includes(marker)) return finish('marker')
-      for (const pattern of failures) {
-        const m = pattern.exec(text)
-        if (m) return finish('failure', m[0])
-      }
-    }
-    child.stdout?.on('data', watch)
-    child.stderr?.on('data', watch)
-    child.on('exit', () => finish('exited'))
-  })
-}
+const boot = (disk: string, marker: string, deadlineMs: number) =>
+  bootQemu({ disk, nvme: true, marker, deadlineMs, failOn: failures })
 
 const run = (cmd: string, args: string[], timeout = 30 * 60_000): string => {
   const out = spawnSync(cmd, args, { encoding: 'utf8', timeout, maxBuffer: 64 * 1024 * 1024 })
@@ -118,7 +60,7 @@ function replaceInPartition(disk: string, path: string, text: string, scratch: s
 function readInPartition(disk: string, path: string): string {
   const loop = run('losetup', ['-f', '--show', '-r', '-o', '1048576', disk]).trim()
   try {
-    return run('debugfs', ['-R', `cat ${path}`, loop])
+    return catExt4File(loop, path)
   } finally {
     spawnSync('losetup', ['-d', loop])
   }
@@ -126,7 +68,7 @@ function readInPartition(disk: string, path: string): string {
 
 const BOOT_DEADLINE_MS = 10 * 60_000
 let scratch = ''
-let image: Record<string, string> = {}
+let images: BootImages = {}
 let converted = ''
 const results: Record<string, string> = {}
 let convertLog = ''
@@ -134,14 +76,9 @@ let convertLog = ''
 suite(`a paravirtual image made hvm boots through its own new boot loader${missing.length ? ` (needs ${missing.join(', ')})` : ''}`, () => {
   beforeAll(() => {
     if (missing.length) throw new Error(`the boot test needs ${missing.join(', ')}`)
-    image = Object.fromEntries(
-      run('bash', [repo('scripts/pv-boot-image.sh')])
-        .trim()
-        .split('\n')
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])
-    )
+    images = bootImages()
     scratch = mkdtempSync(join(tmpdir(), 'i2e-pv-to-hvm-'))
-    run('bash', [repo('bench/make-bundle.sh'), join(scratch, 'made'), '0', image.pv_image ?? ''])
+    run('bash', [repo('bench/make-bundle.sh'), join(scratch, 'made'), '0', images.pv_xvda1_image ?? ''])
     const bundle = join(scratch, 'made', 'bundle')
     converted = join(scratch, 'hvm.img')
     const out = spawnSync(
@@ -170,7 +107,7 @@ suite(`a paravirtual image made hvm boots through its own new boot loader${missi
       digest: 'ok',
       partition_table: 'mbr',
       root_partition_offset_bytes: '1048576',
-      hvm_kernel: `/boot/vmlinuz-${image.kernel}`,
+      hvm_kernel: `/boot/vmlinuz-${images.kernel}`,
       hvm_root: `UUID=${results.filesystem_uuid}`,
       hvm_fstab_rewritten: '1'
     })
@@ -188,7 +125,7 @@ suite(`a paravirtual image made hvm boots through its own new boot loader${missi
   it(
     'boots from the disk alone (SeaBIOS → GRUB 2 in the MBR → the image kernel) to multi-user.target',
     async () => {
-      const result = await boot(converted, image.marker ?? '', BOOT_DEADLINE_MS)
+      const result = await boot(converted, images.pv_xvda1_marker ?? '', BOOT_DEADLINE_MS)
       console.info(`pv→hvm boot: ${result.outcome} after ${result.seconds} s`)
       if (result.outcome !== 'marker') console.error(result.tail)
       expect(result.outcome).toBe('marker')
@@ -209,11 +146,11 @@ suite(`a paravirtual image made hvm boots through its own new boot loader${missi
         config.replace(/root=UUID=\S+/, 'root=/dev/xvda1'),
         scratch
       )
-      const result = await boot(disk, image.marker ?? '', BOOT_DEADLINE_MS)
+      const result = await boot(disk, images.pv_xvda1_marker ?? '', BOOT_DEADLINE_MS)
       console.info(
         `control, root=/dev/xvda1: ${result.outcome}${result.matched ? ` ("${result.matched}")` : ''} after ${result.seconds} s`
       )
-      expect(result.outcome).toBe('failure')
+      expect(result.outcome).toBe('failure-line')
       expect(result.matched).toMatch(/Gave up waiting for root|does not exist/)
       rmSync(disk)
     },
@@ -228,7 +165,7 @@ suite(`a paravirtual image made hvm boots through its own new boot loader${missi
       const original = readInPartition(disk, '/etc/fstab.instance-to-ebs.bak')
       expect(original).toMatch(/^\/dev\/xvda1\t\/\t/m)
       replaceInPartition(disk, '/etc/fstab', original, scratch)
-      const result = await boot(disk, image.marker ?? '', BOOT_DEADLINE_MS)
+      const result = await boot(disk, images.pv_xvda1_marker ?? '', BOOT_DEADLINE_MS)
       console.info(`control, fstab /dev/xvda1: ${result.outcome} after ${result.seconds} s`)
       expect(result.outcome).toBe('marker')
       rmSync(disk)

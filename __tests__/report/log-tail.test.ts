@@ -4,9 +4,9 @@ import { SendCommandCommand, GetCommandInvocationCommand, SSMClient } from '@aws
 import { mockClient } from 'aws-sdk-client-mock'
 import { runRemoteScript } from '../../src/aws/remote-script.js'
 import { createLogTail, liveOutput, logTailFor, stdoutStream } from '../../src/report/log-tail.js'
+import { serviceError } from '../__fixtures__/errors.js'
 
-const notFound = () =>
-  Object.assign(new Error('The specified log stream does not exist.'), { name: 'ResourceNotFoundException' })
+const notFound = () => serviceError('ResourceNotFoundException', 'The specified log stream does not exist.')
 const events = (...messages: string[]) => messages.map((message, i) => ({ message, timestamp: i }))
 
 function setup() {
@@ -71,9 +71,7 @@ describe('createLogTail', () => {
 
   it('stops with one warning, never an error, when it may not read the log group', async () => {
     const { logs, printed, warnings, tail } = setup()
-    logs
-      .on(GetLogEventsCommand)
-      .rejects(Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' }))
+    logs.on(GetLogEventsCommand).rejects(serviceError('AccessDeniedException', 'not authorized'))
     await tail('cmd-1')
     await tail('cmd-1')
     expect(printed).toEqual([])

@@ -17,9 +17,8 @@ import { messageOf } from '../../../src/errors.js'
 import { failureLine } from '../../../src/report/failure.js'
 import {
   type AccountOptions,
-  awsError,
   BUCKET,
-  type BundleAccount,
+  type MockedBundle,
   bundleAccount,
   bundleSettings,
   cleanupDone,
@@ -31,40 +30,41 @@ import {
   runContext,
   type TestLog
 } from '../../__fixtures__/bundle-account.js'
+import { serviceError } from '../../__fixtures__/errors.js'
 
-async function run(account: BundleAccount, over: Record<string, string> = {}, abort?: AbortController) {
+async function run(fake: MockedBundle, over: Record<string, string> = {}, abort?: AbortController) {
   const settings = bundleSettings(over)
-  const ctx = runContext(settings, account.clients)
+  const ctx = runContext(settings, fake.clients)
   if (abort) ctx.signal = abort.signal
   const saved: string[] = []
   // The ledger as the runner's state sees it, to prove what post would find after a crash.
   ctx.ledger = new Ledger(settings.region, [], (json) => saved.push(json))
   const result = await runPipeline(planSteps(settings), ctx, {
-    remove: resourceRemover(account.clients, { pollDelayMs: 1 }),
+    remove: resourceRemover(fake.clients, { pollDelayMs: 1 }),
     log: ctx.log
   })
   return { ctx, result, saved, message: messageOf(result.error) }
 }
 
-const parameterNames = (account: BundleAccount): string[] =>
-  account.ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input.Name as string)
+const parameterNames = (fake: MockedBundle): string[] =>
+  fake.mocks.ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input.Name as string)
 
-const deletedParameters = (account: BundleAccount): string[] =>
-  account.ssm.commandCalls(DeleteParameterCommand).map((c) => c.args[0].input.Name as string)
+const deletedParameters = (fake: MockedBundle): string[] =>
+  fake.mocks.ssm.commandCalls(DeleteParameterCommand).map((c) => c.args[0].input.Name as string)
 
 const ALL_BUNDLE_KEYS = [MANIFEST_KEY, ...PART_KEYS]
 
-function expectBundleRemoved(account: BundleAccount, keys = ALL_BUNDLE_KEYS): void {
-  expect(account.s3).toHaveReceivedCommandWith(ListObjectsV2Command, {
+function expectBundleRemoved(fake: MockedBundle, keys = ALL_BUNDLE_KEYS): void {
+  expect(fake.mocks.s3).toHaveReceivedCommandWith(ListObjectsV2Command, {
     Bucket: BUCKET,
     Prefix: `${PREFIX}/image.`
   })
-  expect(account.s3).toHaveReceivedCommandTimes(DeleteObjectsCommand, 1)
-  expect(account.s3).toHaveReceivedCommandWith(DeleteObjectsCommand, {
+  expect(fake.mocks.s3).toHaveReceivedCommandTimes(DeleteObjectsCommand, 1)
+  expect(fake.mocks.s3).toHaveReceivedCommandWith(DeleteObjectsCommand, {
     Bucket: BUCKET,
     Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true }
   })
-  expect(account.objects.size).toBe(0)
+  expect(fake.account.bundleKeys().length).toBe(0)
 }
 
 const failedUpload = (uploaded: string[]): AccountOptions['bundle'] => ({
@@ -82,56 +82,58 @@ const failedUpload = (uploaded: string[]): AccountOptions['bundle'] => ({
 
 describe('cleanup after a failed bundle run', () => {
   it('certificate parameter refused: nothing was made, nothing is removed', async () => {
-    const account = bundleAccount()
-    account.ssm
+    const fake = bundleAccount()
+    fake.mocks.ssm
       .on(PutParameterCommand)
-      .rejects(awsError('AccessDeniedException', 'not authorized to perform ssm:PutParameter'))
-    const { result, message } = await run(account)
+      .rejects(serviceError('AccessDeniedException', 'not authorized to perform ssm:PutParameter'))
+    const { result, message } = await run(fake)
     expect(result.failedStep).toBe('bundle key material')
     expect(message).toMatch(
       /^Could not store the certificate \(x509-certificate\) in the temporary SecureString parameter/
     )
     expect(message).toMatch(/allow ssm:PutParameter/)
-    expect(account.ssm).not.toHaveReceivedCommand(DeleteParameterCommand)
-    expect(account.ssm).not.toHaveReceivedCommand(SendCommandCommand)
+    expect(fake.mocks.ssm).not.toHaveReceivedCommand(DeleteParameterCommand)
+    expect(fake.mocks.ssm).not.toHaveReceivedCommand(SendCommandCommand)
     expect(result.cleanup).toEqual({ removed: [], kept: [], problems: [] })
   })
 
   it('key parameter refused: the certificate parameter is deleted', async () => {
-    const account = bundleAccount()
-    account.ssm
+    const fake = bundleAccount()
+    fake.mocks.ssm
       .on(PutParameterCommand)
       .callsFakeOnce((input: { Name: string; Value: string }) => {
-        account.parameters.set(input.Name, input.Value)
+        fake.account.parameters.set(input.Name, { Type: 'SecureString', Value: input.Value })
         return { Version: 1 }
       })
-      .rejectsOnce(awsError('ParameterLimitExceeded'))
-    const { result, message } = await run(account)
+      .rejectsOnce(serviceError('ParameterLimitExceeded'))
+    const { result, message } = await run(fake)
     expect(result.failedStep).toBe('bundle key material')
     expect(message).toMatch(/Could not store the private key \(x509-private-key\) .*ParameterLimitExceeded/)
-    const [cert] = parameterNames(account)
-    expect(deletedParameters(account)).toEqual([cert])
-    expect(account.parameters.size).toBe(0)
-    expect(account.ssm).not.toHaveReceivedCommand(SendCommandCommand)
+    const [cert] = parameterNames(fake)
+    expect(deletedParameters(fake)).toEqual([cert])
+    expect(fake.account.parameters.size).toBe(0)
+    expect(fake.mocks.ssm).not.toHaveReceivedCommand(SendCommandCommand)
   })
 
   it('remote bundle command fails mid-upload: parameters deleted, the partial upload removed, the fix given once', async () => {
-    const account = bundleAccount({ bundle: failedUpload([`${PREFIX}/image.part.00`]) })
-    const { result, message, ctx } = await run(account)
+    const fake = bundleAccount({ bundle: failedUpload([`${PREFIX}/image.part.00`]) })
+    const { result, message, ctx } = await run(fake)
     expect(result.failedStep).toBe('bundle and upload')
     expect(message).toContain('failed: ec2-upload-bundle failed (exit 3): Server.NotImplemented(501)')
     // The parameters go although the script failed (bundle.sh restarts the services itself).
-    expect(deletedParameters(account).sort()).toEqual(parameterNames(account).sort())
-    expect(account.parameters.size).toBe(0)
-    expectBundleRemoved(account, [`${PREFIX}/image.part.00`])
-    expect(account.ec2.commandCalls(RegisterImageCommand).filter((c) => !c.args[0].input.DryRun)).toEqual([])
-    expect(account.ec2).not.toHaveReceivedCommand(DeregisterImageCommand)
+    expect(deletedParameters(fake).sort()).toEqual(parameterNames(fake).sort())
+    expect(fake.account.parameters.size).toBe(0)
+    expectBundleRemoved(fake, [`${PREFIX}/image.part.00`])
+    expect(fake.mocks.ec2.commandCalls(RegisterImageCommand).filter((c) => !c.args[0].input.DryRun)).toEqual(
+      []
+    )
+    expect(fake.mocks.ec2).not.toHaveReceivedCommand(DeregisterImageCommand)
     expect(result.cleanup.removed).toEqual([
       // a failed command may have been killed (OOM) before its trap: cleanup.sh goes too
       expect.stringMatching(/^remote-undo \/var\/tmp\/instance-to-ebs\/[0-9a-f-]+\.journal$/),
       `bundle ${MANIFEST_URL}`,
-      `parameter ${parameterNames(account)[1]}`,
-      `parameter ${parameterNames(account)[0]}`
+      `parameter ${parameterNames(fake)[1]}`,
+      `parameter ${parameterNames(fake)[0]}`
     ])
     const line = failureLine(result)
     expect(line.match(/Fix: /g)).toHaveLength(1)
@@ -142,18 +144,18 @@ describe('cleanup after a failed bundle run', () => {
   })
 
   it('the bundle is in the saved ledger before the command is sent, so post can remove a partial upload', async () => {
-    const account = bundleAccount()
+    const fake = bundleAccount()
     let ledgerAtSend: string | undefined
     let savedRef: string[] = []
-    account.ssm.on(SendCommandCommand).callsFake(() => {
+    fake.mocks.ssm.on(SendCommandCommand).callsFake(() => {
       ledgerAtSend = savedRef.at(-1)
       return { Command: { CommandId: 'cmd-1' } }
     })
-    account.ssm
+    fake.mocks.ssm
       .on(GetCommandInvocationCommand)
       .resolves({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 1 })
     const settings = bundleSettings()
-    const ctx = runContext(settings, account.clients)
+    const ctx = runContext(settings, fake.clients)
     const saved: string[] = []
     savedRef = saved
     ctx.ledger = new Ledger(settings.region, [], (json) => saved.push(json))
@@ -169,61 +171,61 @@ describe('cleanup after a failed bundle run', () => {
   })
 
   it('keep-bundle: a failed upload stays in the bucket and is never recorded; the parameters still go', async () => {
-    const account = bundleAccount({ bundle: failedUpload(ALL_BUNDLE_KEYS) })
-    const { result, saved } = await run(account, { 'keep-bundle': 'true' })
+    const fake = bundleAccount({ bundle: failedUpload(ALL_BUNDLE_KEYS) })
+    const { result, saved } = await run(fake, { 'keep-bundle': 'true' })
     expect(result.failedStep).toBe('bundle and upload')
-    expect(account.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
-    expect([...account.objects].sort()).toEqual(ALL_BUNDLE_KEYS)
+    expect(fake.mocks.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
+    expect(fake.account.bundleKeys()).toEqual(ALL_BUNDLE_KEYS)
     expect(saved.some((json) => json.includes('"bundle"'))).toBe(false)
-    expect(account.parameters.size).toBe(0)
+    expect(fake.account.parameters.size).toBe(0)
   })
 
   it('register fails: parameters and the uploaded bundle are removed', async () => {
-    const account = bundleAccount()
-    account.ec2
+    const fake = bundleAccount()
+    fake.mocks.ec2
       .on(RegisterImageCommand, { DryRun: true })
-      .rejects(awsError('DryRunOperation'))
+      .rejects(serviceError('DryRunOperation'))
       .on(RegisterImageCommand, { DryRun: undefined })
-      .rejects(awsError('InvalidManifest', 'HTTP 403 (Forbidden) response for URL'))
-    const { result, message } = await run(account)
+      .rejects(serviceError('InvalidManifest', 'HTTP 403 (Forbidden) response for URL'))
+    const { result, message } = await run(fake)
     expect(result.failedStep).toBe('register instance-store AMI')
     expect(message).toContain('HTTP 403')
-    expectBundleRemoved(account)
-    expect(account.parameters.size).toBe(0)
-    expect(deletedParameters(account)).toHaveLength(2)
-    expect(account.ec2).not.toHaveReceivedCommand(DeregisterImageCommand)
+    expectBundleRemoved(fake)
+    expect(fake.account.parameters.size).toBe(0)
+    expect(deletedParameters(fake)).toHaveLength(2)
+    expect(fake.mocks.ec2).not.toHaveReceivedCommand(DeregisterImageCommand)
   })
 
   it('register fails with keep-bundle: the bundle stays', async () => {
-    const account = bundleAccount()
-    account.ec2
+    const fake = bundleAccount()
+    fake.mocks.ec2
       .on(RegisterImageCommand, { DryRun: true })
-      .rejects(awsError('DryRunOperation'))
+      .rejects(serviceError('DryRunOperation'))
       .on(RegisterImageCommand, { DryRun: undefined })
-      .rejects(awsError('InvalidManifest'))
-    await run(account, { 'keep-bundle': 'true' })
-    expect(account.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
-    expect([...account.objects].sort()).toEqual(ALL_BUNDLE_KEYS)
-    expect(account.parameters.size).toBe(0)
+      .rejects(serviceError('InvalidManifest'))
+    await run(fake, { 'keep-bundle': 'true' })
+    expect(fake.mocks.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
+    expect(fake.account.bundleKeys()).toEqual(ALL_BUNDLE_KEYS)
+    expect(fake.account.parameters.size).toBe(0)
   })
 
   it('the AMI fails instead of becoming available: it is deregistered, the bundle and parameters removed', async () => {
-    const account = bundleAccount({
+    const fake = bundleAccount({
       imageStates: [
         { State: 'pending' },
         { State: 'failed', StateReason: { Message: 'Unable to read manifest' } }
       ]
     })
-    const { result, message } = await run(account)
+    const { result, message } = await run(fake)
     expect(result.failedStep).toBe('wait for instance-store AMI')
     expect(message).toContain(
       `${NEW_IMAGE} went to state 'failed' instead of available: Unable to read manifest`
     )
-    expect(account.ec2).toHaveReceivedCommandTimes(DeregisterImageCommand, 1)
-    expect(account.ec2).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: NEW_IMAGE })
-    expectBundleRemoved(account)
-    expect(account.parameters.size).toBe(0)
-    const [cert, key] = parameterNames(account)
+    expect(fake.mocks.ec2).toHaveReceivedCommandTimes(DeregisterImageCommand, 1)
+    expect(fake.mocks.ec2).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: NEW_IMAGE })
+    expectBundleRemoved(fake)
+    expect(fake.account.parameters.size).toBe(0)
+    const [cert, key] = parameterNames(fake)
     expect(result.cleanup.removed).toEqual([
       `image ${NEW_IMAGE}`,
       `bundle ${MANIFEST_URL}`,
@@ -233,40 +235,40 @@ describe('cleanup after a failed bundle run', () => {
   })
 
   it('the AMI fails with keep-bundle: deregistered, the bundle stays', async () => {
-    const account = bundleAccount({ imageStates: [{ State: 'failed' }] })
-    await run(account, { 'keep-bundle': 'true' })
-    expect(account.ec2).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: NEW_IMAGE })
-    expect(account.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
-    expect(account.objects.size).toBe(3)
+    const fake = bundleAccount({ imageStates: [{ State: 'failed' }] })
+    await run(fake, { 'keep-bundle': 'true' })
+    expect(fake.mocks.ec2).toHaveReceivedCommandWith(DeregisterImageCommand, { ImageId: NEW_IMAGE })
+    expect(fake.mocks.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
+    expect(fake.account.bundleKeys().length).toBe(3)
   })
 
   it('cancelled while bundling: the command is cancelled, the partial upload and parameters removed', async () => {
-    const account = bundleAccount()
+    const fake = bundleAccount()
     const abort = new AbortController()
     let cancelled = false
-    account.ssm.on(GetCommandInvocationCommand).callsFake((input: { CommandId?: string }) => {
+    fake.mocks.ssm.on(GetCommandInvocationCommand).callsFake((input: { CommandId?: string }) => {
       if (input.CommandId?.startsWith('cleanup-')) return cleanupDone
       abort.abort()
       return cancelled
         ? { Status: 'Cancelled', StatusDetails: 'Cancelled' }
         : { Status: 'InProgress', StatusDetails: 'InProgress' }
     })
-    account.ssm.on(CancelCommandCommand).callsFake(() => {
+    fake.mocks.ssm.on(CancelCommandCommand).callsFake(() => {
       cancelled = true
       return {}
     })
-    const { result } = await run(account, {}, abort)
+    const { result } = await run(fake, {}, abort)
     expect(result.cancelled).toBe(true)
-    expect(account.ssm).toHaveReceivedCommandWith(CancelCommandCommand, { CommandId: 'cmd-1' })
+    expect(fake.mocks.ssm).toHaveReceivedCommandWith(CancelCommandCommand, { CommandId: 'cmd-1' })
     // SSM's SIGKILL ran no trap: cleanup.sh was sent for the bundle command's journal.
     const journal = /export I2E_JOURNAL='([^']+)'/.exec(
-      account.sentCommands[0]?.parameters.commands?.[0] ?? ''
+      fake.account.sentCommands[0]?.parameters.commands?.[0] ?? ''
     )?.[1]
     expect(journal).toMatch(/\.journal$/)
     expect(
-      account.cleanupCommands.map((c) => c.parameters.commands?.[0]?.trimEnd().split('\n').pop())
+      fake.account.cleanupCommands.map((c) => c.parameters.commands?.[0]?.trimEnd().split('\n').pop())
     ).toEqual([`bash "$d/cleanup.sh" '--journal' '${journal}'`])
-    expectBundleRemoved(account)
-    expect(account.parameters.size).toBe(0)
+    expectBundleRemoved(fake)
+    expect(fake.account.parameters.size).toBe(0)
   })
 })

@@ -13,7 +13,7 @@ import {
   FULL_SOURCE,
   FullAccount,
   fullInputs,
-  mockFullAccount,
+  mockBundleAccount,
   runContext
 } from '../../__fixtures__/bundle-account.js'
 import { reader } from '../../__fixtures__/inputs.js'
@@ -25,7 +25,7 @@ const realCall = (err: Error) => (input: { DryRun?: boolean }) => (input.DryRun 
 afterEach(() => mocks?.restore())
 
 async function runFull(account: FullAccount, over: Record<string, string> = {}) {
-  mocks = mockFullAccount(account)
+  mocks = mockBundleAccount(account)
   const settings = readSettings(reader({ ...fullInputs, ...over }), { env: {} })
   const clients = makeClients({ region: settings.region, maxAttempts: 1, env: {} })
   const ctx = runContext(settings, clients)
@@ -36,9 +36,7 @@ async function runFull(account: FullAccount, over: Record<string, string> = {}) 
   return { ctx, result, message: messageOf(result.error) }
 }
 
-const BUNDLE_KEYS = ['image.manifest.xml', 'image.part.0', 'image.part.1'].map(
-  (k) => `my-bundles/${FULL_PREFIX}/${k}`
-)
+const BUNDLE_KEYS = ['image.manifest.xml', 'image.part.0', 'image.part.1'].map((k) => `${FULL_PREFIX}/${k}`)
 
 describe('full mode', () => {
   it('plans the convert checks, the bundle steps, then the convert work', () => {

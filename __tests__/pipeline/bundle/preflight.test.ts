@@ -10,7 +10,6 @@ import { runPipeline } from '../../../src/pipeline/runner.js'
 import { messageOf } from '../../../src/errors.js'
 import {
   type AccountOptions,
-  awsError,
   BUCKET,
   bundleAccount,
   bundleSettings,
@@ -23,24 +22,27 @@ import {
   type TestLog,
   testLog
 } from '../../__fixtures__/bundle-account.js'
+import { serviceError } from '../../__fixtures__/errors.js'
 
 async function preflight(options: AccountOptions = {}, over: Record<string, string> = {}) {
-  const account = bundleAccount(options)
+  const fake = bundleAccount(options)
   const settings = bundleSettings(over)
-  const ctx = runContext(settings, account.clients)
+  const ctx = runContext(settings, fake.clients)
   const result = await runPipeline(planSteps(settings), ctx, {
-    remove: resourceRemover(account.clients, { pollDelayMs: 1 }),
+    remove: resourceRemover(fake.clients, { pollDelayMs: 1 }),
     log: ctx.log
   })
-  return { account, ctx, result, message: result.ok ? '' : messageOf(result.error) }
+  return { fake, ctx, result, message: result.ok ? '' : messageOf(result.error) }
 }
 
 /** Nothing was created: no parameter, no command, no registration (DryRun aside). */
 function expectNothingCreated(r: Awaited<ReturnType<typeof preflight>>): void {
   expect(r.result.failedStep).toBe('bundle preflight')
-  expect(r.account.ssm).not.toHaveReceivedCommand(PutParameterCommand)
-  expect(r.account.ssm).not.toHaveReceivedCommand(SendCommandCommand)
-  expect(r.account.ec2.commandCalls(RegisterImageCommand).filter((c) => !c.args[0].input.DryRun)).toEqual([])
+  expect(r.fake.mocks.ssm).not.toHaveReceivedCommand(PutParameterCommand)
+  expect(r.fake.mocks.ssm).not.toHaveReceivedCommand(SendCommandCommand)
+  expect(r.fake.mocks.ec2.commandCalls(RegisterImageCommand).filter((c) => !c.args[0].input.DryRun)).toEqual(
+    []
+  )
   expect(r.ctx.ledger.entries()).toEqual([])
 }
 
@@ -60,11 +62,11 @@ describe('bundle preflight', () => {
   })
 
   it('warns but goes on when the Object Ownership cannot be read', async () => {
-    const account = bundleAccount()
-    account.s3.on(GetBucketOwnershipControlsCommand).rejects(awsError('AccessDenied'))
+    const fake = bundleAccount()
+    fake.mocks.s3.on(GetBucketOwnershipControlsCommand).rejects(serviceError('AccessDenied'))
     const log = testLog()
     const settings = bundleSettings({ 'dry-run': 'true' })
-    const ctx = runContext(settings, account.clients, log)
+    const ctx = runContext(settings, fake.clients, log)
     const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log })
     expect(result.ok).toBe(true)
     expect(log.warnings[0]).toMatch(/GetBucketOwnershipControls denied/)
@@ -98,14 +100,14 @@ describe('bundle preflight', () => {
   })
 
   it('reports a redirect as the wrong region', async () => {
-    const account = bundleAccount()
-    account.s3.on(GetBucketLocationCommand).rejects(
-      Object.assign(awsError('PermanentRedirect'), {
+    const fake = bundleAccount()
+    fake.mocks.s3.on(GetBucketLocationCommand).rejects(
+      Object.assign(serviceError('PermanentRedirect'), {
         $response: { headers: { 'x-amz-bucket-region': 'us-east-2' } }
       })
     )
     const settings = bundleSettings()
-    const ctx = runContext(settings, account.clients)
+    const ctx = runContext(settings, fake.clients)
     const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
     expect(messageOf(result.error)).toMatch(/is in us-east-2, not in eu-west-1/)
   })
@@ -174,19 +176,22 @@ describe('bundle preflight', () => {
   })
 
   it('says that an Ubuntu 10.04 source cannot run the SSM agent (kernel 3.2 or later)', async () => {
-    const account = bundleAccount({
+    const fake = bundleAccount({
       pingStatus: 'unknown',
       instance: sourceInstance({ ImageId: 'ami-0000000000000a1cd' })
     })
-    account.images.set('ami-0000000000000a1cd', {
-      name: 'ubuntu/images/ubuntu-lucid-10.04-amd64-server-20150427',
-      location: 'x',
-      state: 0
+    fake.account.images.set('ami-0000000000000a1cd', {
+      settle: 0,
+      value: {
+        ImageId: 'ami-0000000000000a1cd',
+        Name: 'ubuntu/images/ubuntu-lucid-10.04-amd64-server-20150427',
+        State: 'available'
+      }
     })
     const settings = bundleSettings()
-    const ctx = runContext(settings, account.clients)
+    const ctx = runContext(settings, fake.clients)
     const result = await runPipeline(planSteps(settings), ctx, {
-      remove: resourceRemover(account.clients, { pollDelayMs: 1 }),
+      remove: resourceRemover(fake.clients, { pollDelayMs: 1 }),
       log: ctx.log
     })
     expect(result.ok).toBe(false)
@@ -214,10 +219,13 @@ describe('bundle preflight', () => {
   })
 
   it('refuses an instance-store AMI name that is taken', async () => {
-    const account = bundleAccount()
-    account.images.set('ami-0bbbbbbbbbbbbbbb2', { name: 'web-instance-store', location: 'x', state: 0 })
+    const fake = bundleAccount()
+    fake.account.images.set('ami-0bbbbbbbbbbbbbbb2', {
+      settle: 0,
+      value: { ImageId: 'ami-0bbbbbbbbbbbbbbb2', Name: 'web-instance-store', State: 'available' }
+    })
     const settings = bundleSettings()
-    const ctx = runContext(settings, account.clients)
+    const ctx = runContext(settings, fake.clients)
     const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
     expect(messageOf(result.error)).toMatch(
       /An AMI named 'web-instance-store' already exists \(ami-0bbbbbbbbbbbbbbb2\); .*choose another ami-name/
@@ -225,12 +233,12 @@ describe('bundle preflight', () => {
   })
 
   it('refuses when DryRun says RegisterImage is not allowed', async () => {
-    const account = bundleAccount()
-    account.ec2.on(RegisterImageCommand).rejects(awsError('UnauthorizedOperation'))
+    const fake = bundleAccount()
+    fake.mocks.ec2.on(RegisterImageCommand).rejects(serviceError('UnauthorizedOperation'))
     const settings = bundleSettings()
-    const ctx = runContext(settings, account.clients)
+    const ctx = runContext(settings, fake.clients)
     const result = await runPipeline(planSteps(settings), ctx, { remove: async () => {}, log: ctx.log })
     expect(messageOf(result.error)).toMatch(/not allowed to call ec2:RegisterImage/)
-    expect(account.ssm).not.toHaveReceivedCommand(PutParameterCommand)
+    expect(fake.mocks.ssm).not.toHaveReceivedCommand(PutParameterCommand)
   })
 })

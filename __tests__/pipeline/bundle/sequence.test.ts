@@ -1,4 +1,4 @@
-// The bundle steps end to end against a mocked account: what is called, what exists afterwards.
+// The bundle steps end to end against the fake account: what is called, what exists afterwards.
 import { describe, expect, it } from '@jest/globals'
 import { GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs'
 import { DescribeImagesCommand, RegisterImageCommand } from '@aws-sdk/client-ec2'
@@ -21,6 +21,7 @@ import {
   INSTANCE,
   MANIFEST_KEY,
   MANIFEST_URL,
+  type MockedBundle,
   NEW_IMAGE,
   PART_KEYS,
   PREFIX,
@@ -31,19 +32,19 @@ import {
 } from '../../__fixtures__/bundle-account.js'
 import { CERT, KEY } from '../../__fixtures__/inputs.js'
 
-async function run(over: Record<string, string> = {}, account = bundleAccount()) {
+async function run(over: Record<string, string> = {}, fake = bundleAccount()) {
   const settings = bundleSettings(over)
-  const ctx = runContext(settings, account.clients)
+  const ctx = runContext(settings, fake.clients)
   const result = await runPipeline(planSteps(settings), ctx, {
-    remove: resourceRemover(account.clients, { pollDelayMs: 1 }),
+    remove: resourceRemover(fake.clients, { pollDelayMs: 1 }),
     log: ctx.log
   })
-  return { account, ctx, result, settings }
+  return { fake, ctx, result, settings }
 }
 
 /** The bundle.sh arguments: the last line of the command text, after the script name. */
-const sentArgs = (account: ReturnType<typeof bundleAccount>): string => {
-  const text = account.sentCommands[0]?.parameters.commands?.[0] ?? ''
+const sentArgs = (fake: MockedBundle): string => {
+  const text = fake.account.sentCommands[0]?.parameters.commands?.[0] ?? ''
   return text.trim().split('\n').at(-1) ?? ''
 }
 
@@ -53,7 +54,7 @@ describe('bundle mode', () => {
   })
 
   it('bundles, registers and waits; sets the outputs; deletes the parameters and keeps bundle and AMI', async () => {
-    const { account, ctx, result } = await run()
+    const { fake, ctx, result } = await run()
     expect(result.error).toBeUndefined()
     expect(result.ok).toBe(true)
     expect(ctx.outputs).toEqual({
@@ -62,19 +63,19 @@ describe('bundle mode', () => {
       'manifest-location': MANIFEST_URL
     })
     // Temporary parameters gone, products kept, nothing left in the ledger for post.
-    expect(account.parameters.size).toBe(0)
-    expect(account.ssm).toHaveReceivedCommandTimes(PutParameterCommand, 2)
-    expect(account.ssm).toHaveReceivedCommandTimes(DeleteParameterCommand, 2)
-    expect([...account.objects].sort()).toEqual([MANIFEST_KEY, ...PART_KEYS].sort())
-    expect(account.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
-    expect(account.images.has(NEW_IMAGE)).toBe(true)
+    expect(fake.account.parameters.size).toBe(0)
+    expect(fake.mocks.ssm).toHaveReceivedCommandTimes(PutParameterCommand, 2)
+    expect(fake.mocks.ssm).toHaveReceivedCommandTimes(DeleteParameterCommand, 2)
+    expect(fake.account.bundleKeys()).toEqual([MANIFEST_KEY, ...PART_KEYS].sort())
+    expect(fake.mocks.s3).not.toHaveReceivedCommand(DeleteObjectsCommand)
+    expect(fake.account.images.has(NEW_IMAGE)).toBe(true)
     expect(result.cleanup.kept.sort()).toEqual([`bundle ${MANIFEST_URL}`, `image ${NEW_IMAGE}`].sort())
     expect(ctx.ledger.entries()).toEqual([])
   })
 
   it('stores cert and key as SecureStrings and passes only their names to bundle.sh', async () => {
-    const { account } = await run()
-    const puts = account.ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input)
+    const { fake } = await run()
+    const puts = fake.mocks.ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input)
     expect(puts.map((p) => [p.Type, p.Value])).toEqual([
       ['SecureString', CERT],
       ['SecureString', KEY]
@@ -82,31 +83,31 @@ describe('bundle mode', () => {
     const [certName, keyName] = puts.map((p) => p.Name as string)
     expect(certName).toMatch(/^\/instance-to-ebs\/test-run\/[0-9a-f-]{36}\/x509-certificate$/)
     expect(keyName).toBe('/instance-to-ebs/test-run/x509-key')
-    const command = JSON.stringify(account.ssm.commandCalls(SendCommandCommand)[0]?.args[0].input)
+    const command = JSON.stringify(fake.mocks.ssm.commandCalls(SendCommandCommand)[0]?.args[0].input)
     for (const secretLine of [...CERT.split('\n'), ...KEY.split('\n')].filter((l) => !l.startsWith('-----')))
       expect(command).not.toContain(secretLine)
-    expect(sentArgs(account)).toBe(
+    expect(sentArgs(fake)).toBe(
       `bash "$d/bundle.sh" '--virtualization-type' 'hvm' '--architecture' 'x86_64' '--root-device-name' '/dev/sda1' '--account-id' '${ACCOUNT}' '--bucket' '${BUCKET}' '--prefix' '${PREFIX}' '--region' '${REGION}' '--cert-parameter' '${certName}' '--key-parameter' '${keyName}' '--bundle-name' 'image' '--install-prerequisites' 'true' '--stop-services' 'jenkins redis-server' '--exclude' '/var/cache/app'`
     )
   })
 
   it('sends the command with timeout-minutes and the log group, and shows its output as it comes', async () => {
-    const account = bundleAccount()
-    account.logs
+    const fake = bundleAccount()
+    fake.mocks.logs
       .on(GetLogEventsCommand)
       .resolvesOnce({ events: [{ message: 'bundling 2 GiB\n' }], nextForwardToken: 'f/1' })
       .resolves({ events: [{ message: 'uploaded part 1 of 2' }], nextForwardToken: 'f/2' })
       .on(GetLogEventsCommand, { nextToken: 'f/2' })
       .resolves({ events: [], nextForwardToken: 'f/2' })
-    const { ctx } = await run({ 'timeout-minutes': '90', 'log-group': '/ci/bundle' }, account)
-    expect(account.logs).toHaveReceivedCommandWith(GetLogEventsCommand, {
+    const { ctx } = await run({ 'timeout-minutes': '90', 'log-group': '/ci/bundle' }, fake)
+    expect(fake.mocks.logs).toHaveReceivedCommandWith(GetLogEventsCommand, {
       logGroupName: '/ci/bundle',
       logStreamName: `cmd-1/${INSTANCE}/aws-runShellScript/stdout`
     })
     const lines = (ctx.log as TestLog).lines
     expect(lines).toContain('│ bundling 2 GiB')
     expect(lines).toContain('│ uploaded part 1 of 2')
-    const input = account.ssm.commandCalls(SendCommandCommand)[0]?.args[0].input
+    const input = fake.mocks.ssm.commandCalls(SendCommandCommand)[0]?.args[0].input
     expect(input?.InstanceIds).toEqual([INSTANCE])
     expect(input?.Parameters?.executionTimeout).toEqual(['5400'])
     expect(input?.CloudWatchOutputConfig).toEqual({
@@ -116,7 +117,7 @@ describe('bundle mode', () => {
   })
 
   it('uses the named parameters as they are, creating and deleting none', async () => {
-    const { account, result } = await run({
+    const { fake, result } = await run({
       'x509-certificate': '',
       'x509-private-key': '',
       'x509-certificate-parameter': '/ci/x509/cert',
@@ -125,16 +126,16 @@ describe('bundle mode', () => {
       'fix-menu-lst': 'true'
     })
     expect(result.ok).toBe(true)
-    expect(account.ssm).not.toHaveReceivedCommand(PutParameterCommand)
-    expect(account.ssm).not.toHaveReceivedCommand(DeleteParameterCommand)
-    expect(sentArgs(account)).toContain(
+    expect(fake.mocks.ssm).not.toHaveReceivedCommand(PutParameterCommand)
+    expect(fake.mocks.ssm).not.toHaveReceivedCommand(DeleteParameterCommand)
+    expect(sentArgs(fake)).toContain(
       "'--cert-parameter' '/ci/x509/cert' '--key-parameter' '/ci/x509/key' '--bundle-name' 'image' '--install-prerequisites' 'false'"
     )
-    expect(sentArgs(account)).toMatch(/'--fix-menu-lst'$/)
+    expect(sentArgs(fake)).toMatch(/'--fix-menu-lst'$/)
   })
 
   it('registers a paravirtual image with its kernel, ramdisk, ephemeral disks and tags, and no ENA/SR-IOV (hvm only)', async () => {
-    const account = bundleAccount({
+    const fake = bundleAccount({
       instance: sourceInstance({
         VirtualizationType: 'paravirtual',
         KernelId: 'aki-0123456789abcdef0',
@@ -142,12 +143,12 @@ describe('bundle mode', () => {
         EnaSupport: false
       })
     })
-    const { result } = await run({ 'ena-support': 'true', tags: 'team=web' }, account)
+    const { result } = await run({ 'ena-support': 'true', tags: 'team=web' }, fake)
     expect(result.ok).toBe(true)
-    expect(sentArgs(account)).toContain(
+    expect(sentArgs(fake)).toContain(
       "'--virtualization-type' 'paravirtual' '--architecture' 'x86_64' '--account-id'"
     )
-    const registers = account.ec2.commandCalls(RegisterImageCommand).map((c) => c.args[0].input)
+    const registers = fake.mocks.ec2.commandCalls(RegisterImageCommand).map((c) => c.args[0].input)
     expect(registers[0]?.DryRun).toBe(true)
     // Preflight's probe is the real request (tags included), with DryRun.
     expect({ ...registers[0], DryRun: undefined }).toEqual(registers[1])
@@ -182,20 +183,20 @@ describe('bundle mode', () => {
   })
 
   it('hvm keeps no kernel; inputs override what the instance says', async () => {
-    const account = bundleAccount({
+    const fake = bundleAccount({
       instance: sourceInstance({ RootDeviceName: '/dev/sda1', KernelId: 'aki-0123456789abcdef0' })
     })
-    const { result } = await run({ 'root-device-name': '/dev/xvda', 'ami-name': '' }, account)
+    const { result } = await run({ 'root-device-name': '/dev/xvda', 'ami-name': '' }, fake)
     expect(result.ok).toBe(true)
-    const input = account.ec2.commandCalls(RegisterImageCommand)[1]?.args[0].input
+    const input = fake.mocks.ec2.commandCalls(RegisterImageCommand)[1]?.args[0].input
     expect(input?.KernelId).toBeUndefined()
     expect(input?.RootDeviceName).toBe('/dev/xvda')
     expect(input?.Name).toMatch(new RegExp(`^instance-to-ebs-${INSTANCE}-\\d{8}-\\d{6}-instance-store$`))
-    expect(sentArgs(account)).toContain("'--root-device-name' '/dev/xvda'")
+    expect(sentArgs(fake)).toContain("'--root-device-name' '/dev/xvda'")
   })
 
   it('dry run: only the preflight runs, nothing is created', async () => {
-    const { account, result, ctx } = await run({ 'dry-run': 'true' })
+    const { fake, result, ctx } = await run({ 'dry-run': 'true' })
     expect(result.ok).toBe(true)
     expect(result.timings.map((t) => t.status)).toEqual([
       'succeeded',
@@ -204,22 +205,24 @@ describe('bundle mode', () => {
       'skipped',
       'skipped'
     ])
-    expect(account.ssm).not.toHaveReceivedCommand(PutParameterCommand)
-    expect(account.ssm).not.toHaveReceivedCommand(SendCommandCommand)
-    expect(account.ec2.commandCalls(RegisterImageCommand).map((c) => c.args[0].input.DryRun)).toEqual([true])
+    expect(fake.mocks.ssm).not.toHaveReceivedCommand(PutParameterCommand)
+    expect(fake.mocks.ssm).not.toHaveReceivedCommand(SendCommandCommand)
+    expect(fake.mocks.ec2.commandCalls(RegisterImageCommand).map((c) => c.args[0].input.DryRun)).toEqual([
+      true
+    ])
     expect(ctx.outputs['instance-store-ami-id']).toBeUndefined()
     expect(ctx.facts['bundle location']).toBe(MANIFEST_URL)
   })
 
   it('polls until the AMI is available', async () => {
-    const account = bundleAccount({
+    const fake = bundleAccount({
       imageStates: [{ State: 'pending' }, { State: 'pending' }, { State: 'available' }]
     })
-    const { result } = await run({}, account)
+    const { result } = await run({}, fake)
     expect(result.ok).toBe(true)
     expect(
-      account.ec2.commandCalls(DescribeImagesCommand).filter((c) => c.args[0].input.ImageIds)
+      fake.mocks.ec2.commandCalls(DescribeImagesCommand).filter((c) => c.args[0].input.ImageIds)
     ).toHaveLength(3)
-    expect(account.ssm).toHaveReceivedCommandTimes(GetCommandInvocationCommand, 1)
+    expect(fake.mocks.ssm).toHaveReceivedCommandTimes(GetCommandInvocationCommand, 1)
   })
 })
