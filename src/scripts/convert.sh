@@ -54,17 +54,18 @@
 # I2E_PARTITION_NODES=0 (ignore partition nodes: use the loop-device fallback), I2E_SHM_DIR
 # (/dev/shm, where the private work directory is made).
 set -euo pipefail
-# shellcheck source=common.sh disable=SC1091 # checked on its own; shellcheck -x follows it
+# shellcheck source-path=SCRIPTDIR # (the companions, from any working folder)
+# shellcheck source=SCRIPTDIR/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-# shellcheck source=to-hvm.sh disable=SC1091 # checked on its own; shellcheck -x follows it
+# shellcheck source=SCRIPTDIR/to-hvm.sh
 . "$(dirname "${BASH_SOURCE[0]}")/to-hvm.sh"
-# shellcheck source=convert-manifest.sh disable=SC1091 # checked on its own; shellcheck -x follows it
+# shellcheck source=SCRIPTDIR/convert-manifest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/convert-manifest.sh"
-# shellcheck source=convert-target.sh disable=SC1091 # checked on its own; shellcheck -x follows it
+# shellcheck source=SCRIPTDIR/convert-target.sh
 . "$(dirname "${BASH_SOURCE[0]}")/convert-target.sh"
-# shellcheck source=convert-stream.sh disable=SC1091 # checked on its own; shellcheck -x follows it
+# shellcheck source=SCRIPTDIR/convert-stream.sh
 . "$(dirname "${BASH_SOURCE[0]}")/convert-stream.sh"
-# shellcheck source=convert-finalize.sh disable=SC1091 # checked on its own; shellcheck -x follows it
+# shellcheck source=SCRIPTDIR/convert-finalize.sh
 . "$(dirname "${BASH_SOURCE[0]}")/convert-finalize.sh"
 
 # ---------------------------------------------------------------- arguments
