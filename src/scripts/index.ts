@@ -14,6 +14,9 @@ export const scripts = {
   'to-hvm.sh': () => load(new URL('./to-hvm.sh', import.meta.url)),
   'bundle.sh': () => load(new URL('./bundle.sh', import.meta.url)),
   'bundle-checks.sh': () => load(new URL('./bundle-checks.sh', import.meta.url)),
+  'bundle-tools.sh': () => load(new URL('./bundle-tools.sh', import.meta.url)),
+  'bundle-services.sh': () => load(new URL('./bundle-services.sh', import.meta.url)),
+  'bundle-aws.sh': () => load(new URL('./bundle-aws.sh', import.meta.url)),
   'ssm-get-parameter.rb': () => load(new URL('./ssm-get-parameter.rb', import.meta.url)),
   'cleanup.sh': () => load(new URL('./cleanup.sh', import.meta.url))
 } as const
@@ -31,6 +34,13 @@ export const companions: Record<EntryScript, ScriptName[]> = {
     'convert-stream.sh',
     'convert-finalize.sh'
   ],
-  'bundle.sh': ['common.sh', 'bundle-checks.sh', 'ssm-get-parameter.rb'],
+  'bundle.sh': [
+    'common.sh',
+    'bundle-checks.sh',
+    'bundle-tools.sh',
+    'bundle-services.sh',
+    'bundle-aws.sh',
+    'ssm-get-parameter.rb'
+  ],
   'cleanup.sh': ['common.sh']
 }
