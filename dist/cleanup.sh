@@ -31,20 +31,19 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 I2E_ROOT=${I2E_ROOT:-}
 
-journal=''
-while (($# > 0)); do
-  case $1 in
-  --journal) (($# >= 2)) || fail "--journal needs a value" 2; journal=$2; shift 2 ;;
-  *) fail "unknown argument '$1' (usage: cleanup.sh --journal FILE)" 2 ;;
-  esac
-done
-[[ $journal == /*.journal ]] || fail "--journal must be an absolute path ending in .journal" 2
-if [[ ! -f $journal ]]; then
-  progress "nothing to undo: $journal does not exist (the script ended by itself or was never started)"
-  result left ''
-  exit 0
-fi
-run_id=$(basename "$journal" .journal)
+journal='' run_id=''
+
+# parse_args ARG...: sets journal (and run_id, its name: the I2E_RUN mark of the killed command).
+parse_args() {
+  while (($# > 0)); do
+    case $1 in
+    --journal) (($# >= 2)) || fail "--journal needs a value" 2; journal=$2; shift 2 ;;
+    *) fail "unknown argument '$1' (usage: cleanup.sh --journal FILE)" 2 ;;
+    esac
+  done
+  [[ $journal == /*.journal ]] || fail "--journal must be an absolute path ending in .journal" 2
+  run_id=$(basename "$journal" .journal)
+}
 
 # The process group of a process, from /proc/PID/stat (field 5, after "pid (comm) state ppid").
 # Builtins only: this runs for every process of the machine.
@@ -185,6 +184,12 @@ undo() {
 }
 
 main() {
+  parse_args "$@"
+  if [[ ! -f $journal ]]; then
+    progress "nothing to undo: $journal does not exist (the script ended by itself or was never started)"
+    result left ''
+    exit 0
+  fi
   kill_leftovers
   local -a lines=()
   mapfile -t lines <"$journal"
@@ -213,4 +218,6 @@ main() {
   progress "undone: services started ${restarted:-none}; removed ${removed:-nothing}; unmounted ${unmounted:-nothing}"
 }
 
-main
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi

@@ -1,8 +1,9 @@
 import { describe, expect, it } from '@jest/globals'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
 import {
   CancelCommandCommand,
@@ -230,6 +231,65 @@ describe('scripts', () => {
     const sourced = [...scripts[script]().matchAll(/\/([a-z-]+\.sh)"?\s*$/gm)].map((m) => m[1] as string)
     for (const file of [...companions[script], ...sourced.filter((f) => f in scripts)])
       expect(text).toContain(`| gunzip -c > "$d/${file}"`)
+  })
+  // The command as SendCommand carries it, run by sh as the agent does: convert.sh and the files it
+  // sources are unpacked beside it and it rebuilds a real bundle. Without one of its companions the
+  // same command fails: what is shipped is what runs.
+  describe('convert.sh as shipped rebuilds a bundle', () => {
+    const bundle = fileURLToPath(new URL('../../fixtures/bundles/small-pv/', import.meta.url))
+    const run = (text: string) => {
+      const dir = mkdtempSync(join(tmpdir(), 'i2e-shipped-'))
+      try {
+        writeFileSync(join(dir, 'cmd.sh'), text)
+        return spawnSync('sh', [join(dir, 'cmd.sh')], {
+          encoding: 'utf8',
+          env: { PATH: process.env.PATH, TMPDIR: dir }
+        })
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }
+    const command = (dir: string) =>
+      buildCommand('convert.sh', [
+        '--manifest',
+        join(bundle, 'image.manifest.xml'),
+        '--key',
+        join(bundle, 'test-key.pem'),
+        '--target',
+        join(dir, 'disk.img')
+      ])
+
+    it('with all its companions', () => {
+      const out = mkdtempSync(join(tmpdir(), 'i2e-shipped-out-'))
+      try {
+        const text = command(out)
+        for (const file of companions['convert.sh']) expect(text).toContain(`| gunzip -c > "$d/${file}"`)
+        const done = run(text)
+        expect(done.stdout).toContain('::result digest=ok')
+        expect(done.stdout).toContain('::result image_bytes=33554432')
+        expect(done.status).toBe(0)
+        expect(statSync(join(out, 'disk.img')).size).toBe(33554432)
+      } finally {
+        rmSync(out, { recursive: true, force: true })
+      }
+    })
+
+    it.each(companions['convert.sh'])('fails without %s', (missing) => {
+      const out = mkdtempSync(join(tmpdir(), 'i2e-shipped-out-'))
+      try {
+        const marker = `I2E_EOF_${missing.replace(/\W/g, '_')}`
+        const text = command(out).replace(
+          new RegExp(`base64 -d <<'${marker}'[\\s\\S]*?\\n${marker}\\n[^\\n]*\\n`),
+          ''
+        )
+        expect(text).not.toContain(`$d/${missing}`)
+        const done = run(text)
+        expect(done.status).not.toBe(0)
+        expect(done.stdout).not.toContain('::result digest=ok')
+      } finally {
+        rmSync(out, { recursive: true, force: true })
+      }
+    })
   })
 })
 

@@ -1,4 +1,4 @@
-// What the scripts that run on SOURCE instances (common.sh, bundle-checks.sh, bundle.sh) ask of
+// What the scripts that run on SOURCE instances (bundle.sh and the files it sources) ask of
 // the oldest hosts they target, Ubuntu 12.04 "precise": every external command and flag they
 // use, each with why it is there. A script that starts using a command or flag not in this table
 // fails here, so that somebody checks it against 12.04 before it reaches a user's machine.
@@ -10,10 +10,12 @@
 import { describe, expect, it } from '@jest/globals'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { companions } from '../../src/scripts/index.js'
 import { scriptsDir } from './bundle-harness.js'
 import { commandUses, definedFunctions } from './shell-scan.js'
 
-const SOURCE_SCRIPTS = ['common.sh', 'bundle-checks.sh', 'bundle.sh']
+/** bundle.sh and every shell file it sources (the list the action ships beside it). */
+const SOURCE_SCRIPTS = [...companions['bundle.sh'].filter((f) => f.endsWith('.sh')), 'bundle.sh']
 /** Functions that run their arguments as a command: run_tool NAME COMMAND ARGS… */
 const RUNNERS = new Set(['run_tool'])
 

@@ -23,6 +23,9 @@
 # Result lines: hvm_kernel, hvm_initrd, hvm_root (the root= argument), hvm_xen_disk_driver,
 # hvm_nvme, hvm_ena (each: built-in, initramfs, module or no), hvm_families (xen, nitro),
 # hvm_bootloader, hvm_fstab_rewritten.
+#
+# Over 300 lines because it is the whole of one mode (partition, check, prepare, boot loader), in
+# short functions; split, it would only be one more file to ship beside convert.sh.
 # shellcheck shell=bash disable=SC2154 # work, first_line: set by convert.sh, which sources this
 
 hvm_partition_start_sector=2048
@@ -138,9 +141,10 @@ hvm_list_initramfs() {
   return 1
 }
 
-hvm_prepare() {
-  hvm_root=$1
-  local uuid=$2 label=$3 fstype=$4 menu=$1/boot/grub/menu.lst version kernels=() f
+# hvm_menu_kernel ROOT: the kernel and initrd that menu.lst's default entry names, which must
+# be in the image; sets hvm_version (the kernel's version). Results hvm_kernel, hvm_initrd.
+hvm_menu_kernel() {
+  local menu=$1/boot/grub/menu.lst kernels=() f
   [[ -f $menu ]] || menu=$1/boot/grub/grub.conf
   for f in "$1"/boot/vmlinuz-*; do [[ -f $f ]] && kernels+=("${f#"$1"}"); done
   local found="kernels in /boot: ${kernels[*]:-none}"
@@ -154,11 +158,16 @@ hvm_prepare() {
   if [[ -n $hvm_initrd_path && ! -f $1$hvm_initrd_path ]]; then
     fail "cannot make this image hvm: ${menu#"$1"} names initrd $hvm_initrd_path for $hvm_kernel_path, and the image has no such file; what would work: regenerate it on the source (update-initramfs -c -k VERSION) and bundle again"
   fi
-  version=${hvm_kernel_path##*/vmlinuz-}
+  hvm_version=${hvm_kernel_path##*/vmlinuz-}
   result hvm_kernel "$hvm_kernel_path"
   result hvm_initrd "${hvm_initrd_path:-none}"
   progress "hvm: menu.lst default entry $hvm_default_index ('$hvm_title'): $hvm_kernel_path${hvm_initrd_path:+ with $hvm_initrd_path}"
+}
 
+# hvm_drivers ROOT VERSION: the kernel must not be xenlinux and must have a disk driver an hvm
+# instance boots from. Results hvm_xen_disk_driver, hvm_nvme, hvm_ena, hvm_families.
+hvm_drivers() {
+  local version=$2
   # A classic Xen kernel (xenlinux: Ubuntu 10.04's -ec2 flavour, old -xen kernels) runs only paravirtualized.
   local config=$1/boot/config-$version
   if [[ -f $config ]] && grep -qE '^CONFIG_X86_(64_)?XEN=y' "$config"; then
@@ -195,7 +204,12 @@ hvm_prepare() {
     IFS=,
     printf '%s' "${families[*]}"
   )"
+}
 
+# hvm_write_config ROOT UUID LABEL DISK_ID: the GRUB 2 configuration that boots the default
+# entry; sets hvm_root_arg (root= as the kernel is given it). Result hvm_root.
+hvm_write_config() {
+  local uuid=$2 label=$3
   # root= by UUID (unique; the label of a cloud image is shared by every copy of it), or LABEL.
   # The kernel alone understands neither: without an initrd, the partition's PARTUUID.
   local root_arg args=() word
@@ -204,7 +218,7 @@ hvm_prepare() {
   elif [[ -n $hvm_initrd_path && -n $label ]]; then
     root_arg=LABEL=$label
   else
-    root_arg=PARTUUID=${5#0x}-01
+    root_arg=PARTUUID=${4#0x}-01
   fi
   result hvm_root "$root_arg"
   for word in $hvm_kernel_args; do
@@ -228,9 +242,18 @@ hvm_prepare() {
     printf '}\n'
   } >"$1$hvm_config"
   progress "hvm: $hvm_config boots $hvm_kernel_path ${args[*]}"
-  hvm_search_uuid=$uuid
-  hvm_fstype=$fstype
-  hvm_fstab "$1" "$root_arg"
+  hvm_root_arg=$root_arg
+}
+
+# hvm_prepare MOUNT_DIR UUID LABEL FSTYPE DISK_ID: see the top of this file.
+hvm_prepare() {
+  hvm_root=$1
+  hvm_menu_kernel "$1"
+  hvm_drivers "$1" "$hvm_version"
+  hvm_write_config "$1" "$2" "$3" "$5"
+  hvm_search_uuid=$2
+  hvm_fstype=$4
+  hvm_fstab "$1" "$hvm_root_arg"
 }
 
 # hvm_fstab ROOT ROOT_SPEC: the root entry of /etc/fstab by UUID=/LABEL= instead of a device path
