@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { cachedBundle } from './boot-harness.js'
 
 const repo = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url))
 const missing = [
@@ -141,8 +142,8 @@ suite(`a paravirtual image made hvm boots through its own new boot loader${missi
         .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])
     )
     scratch = mkdtempSync(join(tmpdir(), 'i2e-pv-to-hvm-'))
-    run('bash', [repo('bench/make-bundle.sh'), join(scratch, 'made'), '0', image.pv_image ?? ''])
-    const bundle = join(scratch, 'made', 'bundle')
+    // The project's bundler's bundle of the image, cached beside it (gzip -9 of the image takes minutes).
+    const bundle = cachedBundle('pv-to-hvm', image.pv_image ?? '').dir
     converted = join(scratch, 'hvm.img')
     const out = spawnSync(
       'bash',
