@@ -60,6 +60,23 @@ describe('.github/workflows/ci.yml', () => {
     expect(build?.run).toContain('tar -czf "$EMULATOR_TARBALL" -C "$I2E_MOTO_ROOT" .')
   })
 
+  it("caches the boot tests' images with their bundles and the old shells, keyed by the scripts that make them", () => {
+    const env = jobs.find((j) => j.env?.I2E_BOOT_IMAGE_CACHE)?.env ?? {}
+    // The variables the scripts read for their caches (boot-images.sh, old-shells.sh).
+    expect(text('scripts/boot-images.sh')).toContain('${I2E_BOOT_IMAGE_CACHE:-')
+    expect(text('scripts/old-shells.sh')).toContain('${XDG_CACHE_HOME:-')
+    const cache = steps.find((s) => String(s.with?.path ?? '').includes('env.I2E_BOOT_IMAGE_CACHE'))
+    const paths = String(cache?.with?.path).trim().split('\n')
+    expect(paths).toEqual([
+      expression('env.I2E_BOOT_IMAGE_CACHE'),
+      `${expression('env.XDG_CACHE_HOME')}/instance-to-ebs/shells`
+    ])
+    for (const made of ['scripts/boot-images.sh', 'bench/make-bundle.sh', 'scripts/old-shells.sh'])
+      expect(String(cache?.with?.key)).toContain(`'${made}'`)
+    expect(env.I2E_BOOT_IMAGE_CACHE).toMatch(/^\/home\/runner\/\.cache\//)
+    expect(env.XDG_CACHE_HOME).toBe('/home/runner/.cache')
+  })
+
   it('lays the bash 4.2 and 4.3 sources beside the clone before .ci/run', () => {
     const env = jobs.find((j) => j.env?.COMPAT_DIR)?.env ?? {}
     // The one place outside the project that CI reads (see self-contained.test.ts).

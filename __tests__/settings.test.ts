@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals'
-import { INPUT_NAMES, readSettings, SettingsError } from '../src/settings/index.js'
+import { INPUT_NAMES, readPollDelayMs, readSettings, SettingsError } from '../src/settings/index.js'
 import { CERT, convertInputs, fullInputs, KEY, reader } from './__fixtures__/inputs.js'
 
 const read = (inputs: Record<string, string>, env: NodeJS.ProcessEnv = {}) =>
@@ -582,5 +582,21 @@ describe('readSettings: convert-on', () => {
         'convert-on': 'runner'
       })
     ).toContainEqual(expect.stringMatching(/^'convert-on' cannot be used in mode 'bundle'/))
+  })
+})
+
+describe('readPollDelayMs: the test setting I2E_POLL_DELAY_MS', () => {
+  it('is undefined when unset or empty, and the number of milliseconds when given', () => {
+    expect(readPollDelayMs({})).toBeUndefined()
+    expect(readPollDelayMs({ I2E_POLL_DELAY_MS: '' })).toBeUndefined()
+    expect(readPollDelayMs({ I2E_POLL_DELAY_MS: '200' })).toBe(200)
+  })
+
+  it.each(['0', '-5', '1.5', '2s', '60001'])('refuses %p, naming the variable', (value) => {
+    expect(() => readPollDelayMs({ I2E_POLL_DELAY_MS: value })).toThrow(
+      new SettingsError([
+        `I2E_POLL_DELAY_MS must be a whole number of milliseconds from 1 to 60000, not "${value}"`
+      ])
+    )
   })
 })

@@ -156,6 +156,9 @@ export class RunnerStep {
       CI: 'true',
       GITHUB_ACTIONS: 'true',
       RUNNER_TEMP: this.dir,
+      // The emulators answer within a second: wait on them with short first delays, not 5 s
+      // (src/settings.ts, readPollDelayMs). The delays still grow by half up to the same caps.
+      I2E_POLL_DELAY_MS: '200',
       ...this.files,
       ...this.session.awsEnv(),
       ...this.extraEnv

@@ -110,6 +110,9 @@ const works = (cmd, args) => {
   }
 }
 
+/** A word for bash: the text in single quotes. */
+const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`
+
 /** The links a volume has on EC2: by volume id (Nitro NVMe) and by the attachment's device name. */
 const deviceLinks = (v) => {
   const name = v.device.replace(/^\/dev\//, '')
@@ -126,13 +129,27 @@ function machinePrelude(final) {
     'set -e',
     'o=$(dirname -- "$0")/dev',
     'mkdir -p "$o/upper" "$o/work" "$o/orig"',
-    'mount --rbind /dev "$o/orig"',
-    'mount -t overlay overlay -o lowerdir=/dev,upperdir="$o/upper",workdir="$o/work" /dev',
-    'for m in pts shm mqueue hugepages; do if mountpoint -q "$o/orig/$m"; then mount --bind "$o/orig/$m" "/dev/$m"; fi; done',
-    'umount -l "$o/orig"',
+    'mount --rbind /dev "$o/orig"', // kept: devOverlay mounts a fresh overlay of it
+    devOverlay('"$o"'),
     'mkdir -p /dev/disk/by-id',
     final
   ].join('\n')}\n`
+}
+
+/**
+ * The machine's /dev: an overlay of the host's /dev (lower, read-only) and the machine's own device
+ * links (upper). An overlay keeps what it once looked up in the lower /dev: when a loop device is
+ * used again by a later volume, the kernel gives its partitions new nodes (blkext minors are handed
+ * out afresh, and other loop users take the old ones), and the old overlay still shows the former
+ * /dev/loopNp1, whose device no longer exists: e2fsck then fails with ENXIO ("Possibly
+ * non-existent or swap device?"). So the overlay is mounted afresh whenever the machine's loop
+ * devices change (syncDevices), as a real instance's devtmpfs and udev always show the live nodes.
+ */
+function devOverlay(o) {
+  return [
+    `mount -t overlay overlay -o lowerdir=${o}/orig,upperdir=${o}/upper,workdir=${o}/work /dev`,
+    `for m in pts shm mqueue hugepages; do if mountpoint -q ${o}/orig/$m; then mount --bind ${o}/orig/$m /dev/$m; fi; done`
+  ].join('\n')
 }
 
 /**
@@ -367,11 +384,13 @@ export async function startStandin(options = {}) {
   /** Makes the machine's devices match moto's attachments: a loop device and links per volume. */
   async function syncDevices(machine, volumes) {
     const now = new Map(volumes.map((v) => [v.id, v]))
+    let changed = false
     for (const [id, held] of machine.volumes) {
       if (now.get(id)?.device === held.device) continue
       inMachine(machine, held.links.map((l) => `rm -f /dev/${l}`).join('\n'))
       works('losetup', ['-d', held.loop]) // a busy device is released when its last user goes
       machine.volumes.delete(id)
+      changed = true
     }
     for (const v of volumes) {
       if (machine.volumes.has(v.id)) continue
@@ -381,7 +400,10 @@ export async function startStandin(options = {}) {
       const links = deviceLinks(v)
       inMachine(machine, links.map((l) => `ln -sfn "$1" /dev/${l}`).join('\n'), loop)
       machine.volumes.set(v.id, { loop, links, device: v.device })
+      changed = true
     }
+    // The links live in the upper layer and stay; the host's nodes are looked up afresh.
+    if (changed) inMachine(machine, `umount -l /dev\n${devOverlay(quote(join(machine.work, 'dev')))}`)
   }
 
   /** Whether this machine lets us build the instances' private /dev: tried once, for real. */

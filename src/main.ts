@@ -10,7 +10,7 @@ import { actionsLogger, type PipelineResult, runPipeline } from './pipeline/runn
 import { messageOf } from './errors.js'
 import { failureLine } from './report/failure.js'
 import { writeSummary } from './report/summary.js'
-import { readSettings, SettingsError } from './settings/index.js'
+import { readPollDelayMs, readSettings, SettingsError } from './settings/index.js'
 
 export interface MainOptions {
   /** Aborted on SIGINT/SIGTERM by the entry point. */
@@ -20,8 +20,10 @@ export interface MainOptions {
 
 export async function main(options: MainOptions = {}): Promise<PipelineResult | undefined> {
   let settings: ReturnType<typeof readSettings>
+  let pollDelayMs: number
   try {
     settings = readSettings()
+    pollDelayMs = options.pollDelayMs ?? readPollDelayMs() ?? 5000
   } catch (err) {
     core.setFailed(
       err instanceof SettingsError ? err.message : `Could not read the inputs: ${messageOf(err)}`
@@ -41,7 +43,7 @@ export async function main(options: MainOptions = {}): Promise<PipelineResult | 
     outputs: { region: settings.region, 'boot-verified': 'skipped' },
     facts: {},
     state: {},
-    pollDelayMs: options.pollDelayMs ?? 5000
+    pollDelayMs
   }
   try {
     await checkCredentialLifetime(clients, settings)

@@ -254,8 +254,20 @@ describeWithEmulator('a cancelled or timed-out remote script is undone without i
         tracker: ledgerTracker(ledger, instanceId),
         pollDelayMs: 200
       })
-      const outcome = attempt.catch((err: unknown) => err)
-      await until('ec2-bundle-vol to run', () => existsSync(join(source.fake, 'bundling')))
+      const ended = { done: false }
+      const outcome = attempt
+        .catch((err: unknown) => err)
+        .finally(() => {
+          ended.done = true
+        })
+      // A command that ends before the bundler runs says why (a wait alone hid it, in 1 of 2 loaded runs).
+      await until('ec2-bundle-vol to run', () => existsSync(join(source.fake, 'bundling')), ended).catch(
+        (err: unknown) => {
+          if (!ended.done) throw err
+        }
+      )
+      if (!existsSync(join(source.fake, 'bundling')))
+        throw new Error(`the bundle ended before ec2-bundle-vol ran: ${String(await outcome)}`)
       // The damage the trap would have repaired, while the bundler runs:
       expect(running()).toEqual([])
       expect(leftIn('dev/shm', 'i2e-keys.')).toHaveLength(1)

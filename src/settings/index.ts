@@ -16,6 +16,7 @@ import type { Mode, Settings } from './types.js'
 export { idPattern } from './forms.js'
 export { INPUT_NAMES, Input, type InputName } from './inputs.js'
 export { type InputReader, SettingsError } from './parser.js'
+export { POLL_DELAY_VARIABLE, readPollDelayMs } from './test-env.js'
 export type * from './types.js'
 
 const readActionInput: InputReader = (name) => core.getInput(name)
