@@ -149,6 +149,10 @@ function startWorker(input: WorkerInput): Worker {
   return new Worker(SOURCES_BOOTSTRAP, { eval: true, workerData: { ...input, entry: self, typescript } })
 }
 
+const running = new Set<Worker>()
+/** The decoder threads now running (tests end one abruptly, as a crash would). */
+export const runningDecodeWorkers: ReadonlySet<Worker> = running
+
 export interface ThreadDecodeOptions extends DecodeOptions {
   /** Compute each block's SHA-256 on the worker too (the block writer would otherwise). */
   digests?: boolean
@@ -171,6 +175,7 @@ export async function* decodeBundleOffThread(
     digests: options.digests ?? false
   }
   const worker = startWorker(input)
+  running.add(worker)
   const queue: FromWorker[] = []
   let ended: Error | undefined
   let wake: (() => void) | undefined
@@ -232,6 +237,7 @@ export async function* decodeBundleOffThread(
       worker.postMessage({ kind: 'credit', blocks: 1 } satisfies ToWorker)
     }
   } finally {
+    running.delete(worker)
     await worker.terminate()
   }
 }
