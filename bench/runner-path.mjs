@@ -88,13 +88,14 @@ const spread = (values, digits = 1) =>
 
 /** Peak resident memory of this process (the decoder's worker included) while `run` runs. */
 async function peakRss(run) {
-  let peak = process.memoryUsage.rss()
+  const before = process.memoryUsage.rss()
+  let peak = before
   const timer = setInterval(() => {
     peak = Math.max(peak, process.memoryUsage.rss())
   }, 10)
   try {
     const result = await run()
-    return { ...result, peakRss: Math.max(peak, process.memoryUsage.rss()) }
+    return { ...result, rssBefore: before, peakRss: Math.max(peak, process.memoryUsage.rss()) }
   } finally {
     clearInterval(timer)
   }
@@ -193,7 +194,7 @@ export async function runnerPathBench(
     const e = ends[round]
     log(
       `runner path round ${round + 1}: decode alone ${d.seconds.toFixed(2)} s (${d.rate.toFixed(1)} MiB/s), ` +
-        `end to end ${e.seconds.toFixed(2)} s (${e.rate.toFixed(1)} MiB/s, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB), ` +
+        `end to end ${e.seconds.toFixed(2)} s (${e.rate.toFixed(1)} MiB/s, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB from ${(e.rssBefore / MiB).toFixed(0)} MiB before), ` +
         `ratio ${(e.rate / d.rate).toFixed(2)}`
     )
   }
@@ -216,7 +217,7 @@ export async function runnerPathBench(
     `end_to_end_mib_s_min_median_max=${spread(ends.map((e) => e.rate))} rounds=${rounds} ` +
     `no_delay_mib_s=${bare.rate.toFixed(1)} delay_ms=${delayMs} concurrency=${concurrency} ` +
     `blocks_written=${totals.blocksWritten} blocks_skipped=${skipped} blocks_total=${stats.blocks} bytes_sent=${totals.bytesSent} ` +
-    `peak_rss_mib_min_median_max=${spread(rss, 0)}`
+    `peak_rss_mib_min_median_max=${spread(rss, 0)} rss_before_mib=${(ends[0].rssBefore / MiB).toFixed(0)}`
   )
 }
 
