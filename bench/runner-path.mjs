@@ -23,19 +23,24 @@ function compile() {
   if (tsc.status !== 0) throw new Error(`tsc failed: ${tsc.stdout}${tsc.stderr}`)
 }
 
-/** Runs the decode (and, given a writer, the upload) once; returns seconds and the stats. */
+/**
+ * Runs the product's decode stream (decode-thread.ts: the decoder on its worker thread) once,
+ * handing each block to `put` when given; returns seconds and the stats. Decode alone computes no
+ * SHA-256 per block (that is upload work); the end-to-end run does, as runner-write.ts does.
+ */
 async function once(modules, bundle, put) {
   const { readBundleSecrets, unwrapBundleKey } = modules.crypto
-  const { decodeBundle, newDecodeStats } = modules.decode
+  const { decodeBundleOffThread, newDecodeStats } = modules.thread
   const secrets = readBundleSecrets(readFileSync(join(bundle, 'image.manifest.xml'), 'utf8'))
   const { key, iv } = unwrapBundleKey(secrets, readFileSync(join(bundle, 'key.pem'), 'utf8'))
   const stats = newDecodeStats()
   const started = performance.now()
-  for await (const block of decodeBundle({
+  for await (const block of decodeBundleOffThread({
     secrets,
     key,
     iv,
     stats,
+    digests: Boolean(put),
     readPart: async (name) => readFileSync(join(bundle, name))
   }))
     if (put) await put(block)
@@ -73,79 +78,146 @@ async function startEndpointProcess(delayMs) {
   }
 }
 
-export async function runnerPathBench(bundle, { delayMs = 20, concurrency = 32, log = console.log } = {}) {
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+const spread = (values, digits = 1) =>
+  `${Math.min(...values).toFixed(digits)}/${median(values).toFixed(digits)}/${Math.max(...values).toFixed(digits)}`
+
+/** Peak resident memory of this process (the decoder's worker included) while `run` runs. */
+async function peakRss(run) {
+  const before = process.memoryUsage.rss()
+  let peak = before
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss())
+  }, 10)
+  try {
+    const result = await run()
+    return { ...result, rssBefore: before, peakRss: Math.max(peak, process.memoryUsage.rss()) }
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+/**
+ * The runner path on one bundle. The machine is shared: decode alone and end to end are measured
+ * alternately in the same run (`rounds` of each, order swapped every round), and each round's
+ * ratio compares the two runs next to each other; min/median/max are reported.
+ */
+export async function runnerPathBench(
+  bundle,
+  {
+    delayMs = 20,
+    concurrency = 32,
+    rounds = Number(process.env.I2E_BENCH_RUNNER_ROUNDS ?? 5),
+    log = console.log
+  } = {}
+) {
   compile()
   const build = (p) => import(join(REPO, 'build', p))
   const modules = {
     crypto: await build('aws/bundle-crypto.js'),
-    decode: await build('pipeline/convert/bundle-decode.js'),
+    thread: await build('pipeline/convert/decode-thread.js'),
     blocks: await build('aws/snapshot-blocks.js'),
     clients: await build('aws/clients.js')
   }
-  const { EBSClient, StartSnapshotCommand, CompleteSnapshotCommand } = await import('@aws-sdk/client-ebs')
+  const { StartSnapshotCommand, CompleteSnapshotCommand } = await import('@aws-sdk/client-ebs')
 
   await once(modules, bundle) // warm the page cache and the JIT
-  const decode = await once(modules, bundle)
-  const decodeRate = decode.imageBytes / MiB / decode.seconds
-  log(`runner path: decode alone ${decode.seconds.toFixed(2)} s (${decodeRate.toFixed(1)} MiB/s of image)`)
+  const decodeAlone = async () => {
+    const run = await once(modules, bundle)
+    return { ...run, rate: run.imageBytes / MiB / run.seconds }
+  }
 
+  // End to end: the action's own clients (makeClients: its retry settings, its HTTP handler) and
+  // its block writer, into the endpoint, from StartSnapshot to CompleteSnapshot.
   const e2e = async (delay) => {
     const endpoint = await startEndpointProcess(delay)
-    const ebs = new EBSClient({
-      region: 'us-east-1',
-      endpoint: endpoint.url,
-      credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' }
-    })
-    modules.clients.unsignedBlockPayloads(ebs)
+    const env = {
+      AWS_ENDPOINT_URL_EBS: endpoint.url,
+      AWS_ACCESS_KEY_ID: 'bench',
+      AWS_SECRET_ACCESS_KEY: 'bench'
+    }
+    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]))
+    Object.assign(process.env, env)
+    const clients = modules.clients.makeClients({ region: 'us-east-1', maxAttempts: 3 })
+    const { ebs } = clients
     try {
-      const started = performance.now()
-      const { SnapshotId } = await ebs.send(
-        new StartSnapshotCommand({ VolumeSize: Math.ceil(decode.imageBytes / 1024 ** 3) })
-      )
-      const writer = new modules.blocks.SnapshotBlockWriter({
-        ebs,
-        snapshotId: SnapshotId,
-        concurrency,
-        signal: new AbortController().signal
-      })
-      const run = await once(modules, bundle, (block) => writer.put(block.index, block.data))
-      const totals = await writer.finish()
-      await ebs.send(
-        new CompleteSnapshotCommand({
-          SnapshotId,
-          ChangedBlocksCount: totals.blocksWritten,
-          Checksum: totals.checksum,
-          ChecksumAlgorithm: 'SHA256',
-          ChecksumAggregationMethod: 'LINEAR'
+      return await peakRss(async () => {
+        const started = performance.now()
+        const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 1 }))
+        const writer = new modules.blocks.SnapshotBlockWriter({
+          ebs,
+          snapshotId: SnapshotId,
+          concurrency,
+          signal: new AbortController().signal
         })
-      )
-      const seconds = (performance.now() - started) / 1000
-      return { seconds, rate: decode.imageBytes / MiB / seconds, totals, stats: run.stats }
+        const run = await once(modules, bundle, (block) => writer.put(block.index, block.data, block.sha256))
+        const totals = await writer.finish()
+        await ebs.send(
+          new CompleteSnapshotCommand({
+            SnapshotId,
+            ChangedBlocksCount: totals.blocksWritten,
+            Checksum: totals.checksum,
+            ChecksumAlgorithm: 'SHA256',
+            ChecksumAggregationMethod: 'LINEAR'
+          })
+        )
+        const seconds = (performance.now() - started) / 1000
+        return { seconds, rate: run.imageBytes / MiB / seconds, totals, stats: run.stats }
+      })
     } finally {
-      ebs.destroy()
+      modules.clients.destroyClients(clients)
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k]
+        else process.env[k] = v
+      }
       await endpoint.close()
     }
   }
 
-  // Without the delay first: what the upload costs in CPU alone; then with it: what latency adds.
-  const bare = await e2e(0)
+  const bare = await e2e(0) // what the upload costs in CPU alone, without the latency
   log(
     `runner path: end to end ${bare.seconds.toFixed(2)} s (${bare.rate.toFixed(1)} MiB/s of image) into an endpoint adding no delay`
   )
-  const { seconds, rate: e2eRate, totals, stats } = await e2e(delayMs)
+  const decodes = []
+  const ends = []
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? ['decode', 'e2e'] : ['e2e', 'decode']
+    for (const what of order) {
+      if (what === 'decode') decodes.push(await decodeAlone())
+      else ends.push(await e2e(delayMs))
+    }
+    const d = decodes[round]
+    const e = ends[round]
+    log(
+      `runner path round ${round + 1}: decode alone ${d.seconds.toFixed(2)} s (${d.rate.toFixed(1)} MiB/s), ` +
+        `end to end ${e.seconds.toFixed(2)} s (${e.rate.toFixed(1)} MiB/s, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB from ${(e.rssBefore / MiB).toFixed(0)} MiB before), ` +
+        `ratio ${(e.rate / d.rate).toFixed(2)}`
+    )
+  }
+  const ratios = ends.map((e, i) => e.rate / decodes[i].rate)
+  const { totals, stats } = ends[0]
   const skipped = stats.blocks - totals.blocksWritten
-  const ratio = e2eRate / decodeRate
+  const ratio = median(ratios)
+  const decodeRate = median(decodes.map((d) => d.rate))
+  const e2eRate = median(ends.map((e) => e.rate))
+  const rss = ends.map((e) => e.peakRss / MiB)
   log(
-    `runner path: end to end ${seconds.toFixed(2)} s (${e2eRate.toFixed(1)} MiB/s of image) into an endpoint adding ` +
-      `${delayMs} ms per PutSnapshotBlock, ${concurrency} in flight; ${totals.blocksWritten} blocks written, ` +
-      `${skipped} of ${stats.blocks} skipped (${stats.zeroBlocks} all-zero, ${skipped - stats.zeroBlocks} holes), ` +
-      `${totals.retries} retries; target end-to-end >= 80% of decode alone ${ratio >= 0.8 ? 'met' : 'MISSED'}` +
-      ` (latency hidden: ${((e2eRate / bare.rate) * 100).toFixed(0)}% of the no-delay rate)`
+    `runner path: ${rounds} rounds; end to end into an endpoint adding ${delayMs} ms per PutSnapshotBlock, ` +
+      `${concurrency} in flight; ${totals.blocksWritten} blocks written, ${skipped} of ${stats.blocks} skipped ` +
+      `(${stats.zeroBlocks} all-zero, ${skipped - stats.zeroBlocks} holes), ${totals.retries} retries; ratio min/median/max ` +
+      `${spread(ratios, 2)}; target end-to-end >= 80% of decode alone (median) ${ratio >= 0.8 ? 'met' : 'MISSED'}`
   )
   return (
     `runner_path decode_mib_s=${decodeRate.toFixed(1)} end_to_end_mib_s=${e2eRate.toFixed(1)} ratio=${ratio.toFixed(2)} ` +
+    `ratio_min_median_max=${spread(ratios, 2)} decode_mib_s_min_median_max=${spread(decodes.map((d) => d.rate))} ` +
+    `end_to_end_mib_s_min_median_max=${spread(ends.map((e) => e.rate))} rounds=${rounds} ` +
     `no_delay_mib_s=${bare.rate.toFixed(1)} delay_ms=${delayMs} concurrency=${concurrency} ` +
-    `blocks_written=${totals.blocksWritten} blocks_skipped=${skipped} blocks_total=${stats.blocks} bytes_sent=${totals.bytesSent}`
+    `blocks_written=${totals.blocksWritten} blocks_skipped=${skipped} blocks_total=${stats.blocks} bytes_sent=${totals.bytesSent} ` +
+    `peak_rss_mib_min_median_max=${spread(rss, 0)} rss_before_mib=${(ends[0].rssBefore / MiB).toFixed(0)}`
   )
 }
 

@@ -103,15 +103,18 @@ export class SnapshotBlockWriter {
     this.sleep = o.sleep ?? abortableSleep
   }
 
-  /** Sends one block (exactly SNAPSHOT_BLOCK_BYTES); resolves once it is in flight. Throws the first failure. */
-  async put(index: number, data: Buffer): Promise<void> {
+  /**
+   * Sends one block (exactly SNAPSHOT_BLOCK_BYTES); resolves once it is in flight. Throws the first
+   * failure. `sha256`, when given, is the block's digest already computed (by the decoder's thread).
+   */
+  async put(index: number, data: Buffer, sha256?: Buffer): Promise<void> {
     if (data.length !== SNAPSHOT_BLOCK_BYTES)
       throw new Error(`internal error: block ${index} is ${data.length} bytes, not ${SNAPSHOT_BLOCK_BYTES}`)
     if (this.digests.has(index)) throw new Error(`internal error: block ${index} written twice`)
     while (this.inFlight.size >= this.o.concurrency && this.failure === undefined)
       await Promise.race(this.inFlight)
     if (this.failure !== undefined) throw this.failure
-    const digest = createHash('sha256').update(data).digest()
+    const digest = sha256 ?? createHash('sha256').update(data).digest()
     this.digests.set(index, digest)
     const job = this.send(index, data, digest.toString('base64')).catch((err) => {
       this.failure ??= err

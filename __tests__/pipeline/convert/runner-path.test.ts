@@ -5,6 +5,7 @@
 // leaves no completed snapshot, no AMI, nothing at all.
 import { createHash, generateKeyPairSync } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals'
+import { runningDecodeWorkers } from '../../../src/pipeline/convert/decode-thread.js'
 import { realBundle } from '../../__fixtures__/real-bundles.js'
 import {
   type AccountMocks,
@@ -102,6 +103,29 @@ describe('convert-on: runner', () => {
     expect(ops()).not.toContain('RegisterImage')
     expect(account.leftovers()).toEqual([])
     expect(result.cleanup.problems).toEqual([])
+  })
+
+  it('fails cleanly when the decoder thread dies mid-upload: never completed, the snapshot deleted', async () => {
+    // The first PutSnapshotBlock ends the decoder's worker thread as a crash would (at most
+    // BLOCK_WINDOW blocks ahead of the uploads, it is still decoding then).
+    account.failOn(
+      'PutSnapshotBlock',
+      () => {
+        for (const worker of runningDecodeWorkers) void worker.terminate()
+        return undefined
+      },
+      1
+    )
+    const { result } = await runConvert(onRunner)
+    expect(result.ok).toBe(false)
+    expect(String(result.error)).toMatch(/bundle decoder's worker thread stopped/)
+    expect(ops()).toContain('PutSnapshotBlock')
+    expect(ops()).not.toContain('CompleteSnapshot')
+    expect(ops()).not.toContain('RegisterImage')
+    expect(ops()).toContain('DeleteSnapshot')
+    expect(account.leftovers()).toEqual([])
+    expect(result.cleanup.problems).toEqual([])
+    expect(runningDecodeWorkers.size).toBe(0)
   })
 
   it('refuses a wrong key before anything is made', async () => {

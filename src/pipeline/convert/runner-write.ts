@@ -16,7 +16,8 @@ import type { KeyMaterial } from '../../settings/index.js'
 import { type RunContext, required } from '../context.js'
 import type { Step } from '../runner.js'
 import { messageOf } from '../../errors.js'
-import { decodeBundle, newDecodeStats } from './bundle-decode.js'
+import { newDecodeStats } from './bundle-decode.js'
+import { decodeBundleOffThread } from './decode-thread.js'
 import { waitForSnapshot } from './snapshot.js'
 import { convertState, proceeding } from './state.js'
 import { clientToken } from '../run-id.js'
@@ -124,14 +125,15 @@ export const runnerWriteStep: Step<RunContext> = {
     const t0 = Date.now()
     let lastReport = t0
     try {
-      for await (const block of decodeBundle({
+      for await (const block of decodeBundleOffThread({
         secrets,
         key,
         iv,
         stats,
+        digests: true,
         readPart: (part) => readObject(ctx, manifest.bucket, partKey(manifest, part))
       })) {
-        await writer.put(block.index, block.data)
+        await writer.put(block.index, block.data, block.sha256)
         if (Date.now() - lastReport > 30_000) {
           lastReport = Date.now()
           ctx.log.info(
