@@ -32,8 +32,10 @@
 # dd, for a reused device).
 #
 # Block-device targets are then finalized (unless --no-finalize): partition table re-read,
-# root filesystem found and checked (fsck -n), mounted in a private directory, instance-store
-# entries removed from /etc/fstab (backup kept, diff printed), facts reported. A FILE target is
+# root filesystem found and checked (fsck -n), instance-store entries removed from /etc/fstab
+# (backup kept, diff printed), facts reported (tidy-fstab.sh: an ext filesystem unmounted, with
+# debugfs at a time fixed by the image, so the same bundle always gives the same bytes; xfs, btrfs
+# and an image made hvm mounted in a private directory). A FILE target is
 # NOT finalized (it is left exactly as bundled, so it does not boot as is) unless --finalize is
 # given: then, as root, it is attached as a loop device and finalized like a volume.
 #
@@ -43,7 +45,7 @@
 # filesystem, filesystem_label, filesystem_uuid, kernel_version, bootloader_config,
 # bootloader_kernel, initramfs, initramfs_nvme, initramfs_ena, initramfs_note,
 # fstab_removed, fstab_backup, and the hvm_* lines of to-hvm.sh. The action ships it with
-# common.sh and to-hvm.sh.
+# common.sh, to-hvm.sh and tidy-fstab.sh.
 #
 # Test hooks (environment): I2E_SYS_ROOT (/sys), I2E_BYID_DIR (/dev/disk/by-id), I2E_DEV_DIR
 # (/dev, for --device names), I2E_DEVICE_WAIT_SECONDS (60),
@@ -54,6 +56,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # shellcheck source=to-hvm.sh disable=SC1091
 . "$(dirname "${BASH_SOURCE[0]}")/to-hvm.sh"
+# shellcheck source=tidy-fstab.sh disable=SC1091
+. "$(dirname "${BASH_SOURCE[0]}")/tidy-fstab.sh"
 umask 077
 
 # ---------------------------------------------------------------- arguments
@@ -721,139 +725,30 @@ if ((to_hvm)) && [[ $partition_table != mbr || $root_number != 1 ]]; then
   fail "the image is not a bare filesystem (partition table $partition_table, root partition ${root_number:-none}): only a paravirtual image can be made hvm"
 fi
 
-mount_dir=$(mktemp -d "${TMPDIR:-/tmp}/i2e-root.XXXXXX")
-journal_add "mount $mount_dir"
-mount_opts=rw
-[[ $root_type != xfs ]] || mount_opts=rw,nouuid # the helper may run from a copy of the same image
-mount -t "$root_type" -o "$mount_opts" "$root_node" "$mount_dir" 2>"$work/mount.err" ||
-  fail "cannot mount the root filesystem $root_node: $(first_line "$work/mount.err")"
+# ---------------------------------------------------------------- finalize: facts, /etc/fstab
 
-# ---------------------------------------------------------------- finalize: facts
-
-kernels=()
-for f in "$mount_dir"/boot/vmlinuz-*; do [[ -f $f ]] && kernels+=("${f##*/vmlinuz-}"); done
-kernel=none
-if ((${#kernels[@]})); then
-  kernel=$(printf '%s\n' "${kernels[@]}" | sort -V | tail -n 1)
-  ((${#kernels[@]} == 1)) || progress "kernels in /boot: ${kernels[*]}"
-fi
-result kernel_version "$kernel"
-
-configs=()
-for f in /boot/grub/menu.lst /boot/grub/grub.conf /boot/grub/grub.cfg /boot/grub2/grub.cfg /boot/extlinux/extlinux.conf; do
-  [[ -f $mount_dir$f ]] && configs+=("$f")
-done
-for f in "$mount_dir"/boot/efi/EFI/*/grub.cfg; do [[ -f $f ]] && configs+=("${f#"$mount_dir"}"); done
-result bootloader_config "$(
-  IFS=,
-  printf '%s' "${configs[*]:-none}"
-)"
-boot_kernel=none
-if ((${#configs[@]})); then
-  boot_kernel=$(grep -hoE '^[[:space:]]*(kernel|linux|linux16|linuxefi)[[:space:]]+[^[:space:]]*vmlinuz-[^[:space:]]+' \
-    "$mount_dir${configs[0]}" 2>/dev/null | head -n 1 | sed 's/.*vmlinuz-//' || true)
-  boot_kernel=${boot_kernel:-none}
-fi
-result bootloader_kernel "$boot_kernel"
-if [[ $kernel == none ]]; then
-  progress "warning: no /boot/vmlinuz-* in the image${configs[0]:+ (${configs[0]} names kernel $boot_kernel)}"
-fi
-
-# Are the NVMe and ENA drivers available at boot (initramfs, or built into the kernel)?
-initramfs=none initramfs_nvme=unknown initramfs_ena=unknown initramfs_note=''
-if [[ $kernel != none ]]; then
-  for f in "/boot/initrd.img-$kernel" "/boot/initramfs-$kernel.img" "/boot/initrd-$kernel" "/boot/initrd-$kernel.img"; do
-    [[ -f $mount_dir$f ]] && initramfs=$f && break
-  done
-fi
-if [[ $initramfs == none ]]; then
-  for f in "$mount_dir"/boot/initrd.img-* "$mount_dir"/boot/initramfs-*.img; do
-    [[ -f $f ]] && initramfs=${f#"$mount_dir"}
-  done
-fi
-if [[ $initramfs == none ]]; then
-  initramfs_note="no initramfs in /boot (initrd.img-*, initramfs-*.img)"
+# tidy-fstab.sh: an ext filesystem is read and tidied unmounted with debugfs, at a time fixed by
+# the image, so that the runner path (which does the same) gives the same bytes; the others, and
+# an image made hvm (to-hvm.sh edits it mounted), are mounted.
+if [[ $root_type == ext[234] ]] && ((!to_hvm)); then
+  require_cmd debugfs
+  tidy_root "$root_node" "$work"
 else
-  lister=''
-  if command -v lsinitramfs >/dev/null 2>&1; then
-    lister=lsinitramfs
-  elif command -v lsinitrd >/dev/null 2>&1; then
-    lister=lsinitrd
+  mount_dir=$(mktemp -d "${TMPDIR:-/tmp}/i2e-root.XXXXXX")
+  journal_add "mount $mount_dir"
+  mount_opts=rw
+  [[ $root_type != xfs ]] || mount_opts=rw,nouuid # the helper may run from a copy of the same image
+  mount -t "$root_type" -o "$mount_opts" "$root_node" "$mount_dir" 2>"$work/mount.err" ||
+    fail "cannot mount the root filesystem $root_node: $(first_line "$work/mount.err")"
+  tidy_root "$mount_dir" "$work"
+  if ((to_hvm)); then
+    hvm_prepare "$mount_dir" "$(blkid -p -o value -s UUID "$root_node" 2>/dev/null || true)" \
+      "$(blkid -p -o value -s LABEL "$root_node" 2>/dev/null || true)" "$root_type" "$(sfdisk --disk-id "$target")"
   fi
-  if [[ -z $lister ]]; then
-    initramfs_note="cannot list $initramfs: neither lsinitramfs (initramfs-tools) nor lsinitrd (dracut) is installed on the helper"
-  elif "$lister" "$mount_dir$initramfs" >"$work/initramfs.list" 2>/dev/null; then
-    initramfs_nvme=no initramfs_ena=no
-    grep -qE '(^|/)nvme\.ko' "$work/initramfs.list" && initramfs_nvme=yes
-    grep -qE '(^|/)ena\.ko' "$work/initramfs.list" && initramfs_ena=yes
-  else
-    initramfs_note="$lister could not read $initramfs"
-  fi
+  sync
+  umount "$mount_dir" 2>"$work/umount.err" || fail "cannot unmount $mount_dir: $(first_line "$work/umount.err")"
+  rmdir "$mount_dir"
+  mount_dir=''
 fi
-builtin_list=$mount_dir/lib/modules/$kernel/modules.builtin
-if [[ $kernel != none && -f $builtin_list ]]; then
-  grep -qE '(^|/)nvme\.ko' "$builtin_list" && initramfs_nvme=yes && initramfs_note+="${initramfs_note:+; }nvme is built into the kernel"
-  grep -qE '(^|/)ena\.ko' "$builtin_list" && initramfs_ena=yes && initramfs_note+="${initramfs_note:+; }ena is built into the kernel"
-fi
-result initramfs "$initramfs"
-result initramfs_nvme "$initramfs_nvme"
-result initramfs_ena "$initramfs_ena"
-[[ -z $initramfs_note ]] || result initramfs_note "$initramfs_note"
-
-# ---------------------------------------------------------------- finalize: /etc/fstab
-
-# is_instance_store FSTAB_LINE: true for mounts of instance-store (ephemeral) disks, which an
-# EBS-backed instance does not have: sdb..sde / xvdb..xvde, anything named ephemeral, and
-# cloud-init's comment=cloudconfig mounts on /mnt.
-is_instance_store() {
-  local fields
-  read -ra fields <<<"$1"
-  ((${#fields[@]} >= 2)) || return 1
-  local dev=${fields[0]} dir=${fields[1]} opts=${fields[3]-}
-  [[ $dev =~ ^/dev/(sd|xvd)[b-e][0-9]*$ ]] && return 0
-  [[ ${dev,,} == *ephemeral* || ${dir,,} == *ephemeral* ]] && return 0
-  [[ $opts == *comment=cloudconfig* && ($dir == /mnt || $dir == /mnt/*) ]] && return 0
-  return 1
-}
-
-fstab=$mount_dir/etc/fstab
-backup_name=/etc/fstab.instance-to-ebs.bak
-removed=0 fstab_backup=none
-if [[ -f $fstab ]]; then
-  : >"$work/fstab.new"
-  while IFS= read -r line || [[ -n $line ]]; do
-    if [[ ! $line =~ ^[[:space:]]*(#|$) ]] && is_instance_store "$line"; then
-      removed=$((removed + 1))
-    else
-      printf '%s\n' "$line" >>"$work/fstab.new"
-    fi
-  done <"$fstab"
-  if ((removed)); then
-    cp -p "$fstab" "$mount_dir$backup_name"
-    cat "$work/fstab.new" >"$fstab"
-    fstab_backup=$backup_name
-    progress "/etc/fstab: removed $removed instance-store entr$( ((removed == 1)) && echo y || echo ies), backup in $backup_name:"
-    if command -v diff >/dev/null 2>&1; then
-      diff -u --label "$backup_name" --label /etc/fstab "$mount_dir$backup_name" "$fstab" || true
-    else
-      grep -vxFf "$fstab" "$mount_dir$backup_name" | sed 's/^/-/' || true
-    fi
-  else
-    progress "/etc/fstab: no instance-store entries"
-  fi
-else
-  progress "warning: the image has no /etc/fstab"
-fi
-result fstab_removed "$removed"
-result fstab_backup "$fstab_backup"
-if ((to_hvm)); then
-  hvm_prepare "$mount_dir" "$(blkid -p -o value -s UUID "$root_node" 2>/dev/null || true)" \
-    "$(blkid -p -o value -s LABEL "$root_node" 2>/dev/null || true)" "$root_type" "$(sfdisk --disk-id "$target")"
-fi
-
-sync
-umount "$mount_dir" 2>"$work/umount.err" || fail "cannot unmount $mount_dir: $(first_line "$work/umount.err")"
-rmdir "$mount_dir"
-mount_dir=''
 ((!to_hvm)) || hvm_install_loader "$target"
 progress "finalized $target"

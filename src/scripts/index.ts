@@ -8,6 +8,7 @@ export const scripts = {
   'common.sh': () => load(new URL('./common.sh', import.meta.url)),
   'convert.sh': () => load(new URL('./convert.sh', import.meta.url)),
   'to-hvm.sh': () => load(new URL('./to-hvm.sh', import.meta.url)),
+  'tidy-fstab.sh': () => load(new URL('./tidy-fstab.sh', import.meta.url)),
   'bundle.sh': () => load(new URL('./bundle.sh', import.meta.url)),
   'bundle-checks.sh': () => load(new URL('./bundle-checks.sh', import.meta.url)),
   'ssm-get-parameter.rb': () => load(new URL('./ssm-get-parameter.rb', import.meta.url)),
@@ -19,7 +20,7 @@ export type EntryScript = 'convert.sh' | 'bundle.sh' | 'cleanup.sh'
 
 /** The files each entry script sources from its own folder. */
 export const companions: Record<EntryScript, ScriptName[]> = {
-  'convert.sh': ['common.sh', 'to-hvm.sh'],
+  'convert.sh': ['common.sh', 'to-hvm.sh', 'tidy-fstab.sh'],
   'bundle.sh': ['common.sh', 'bundle-checks.sh', 'ssm-get-parameter.rb'],
   'cleanup.sh': ['common.sh']
 }
