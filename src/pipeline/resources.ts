@@ -10,6 +10,8 @@ import {
 } from '@aws-sdk/client-ec2'
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { CancelCommandCommand, DeleteParameterCommand } from '@aws-sdk/client-ssm'
+import { rmSync } from 'node:fs'
+import { basename } from 'node:path'
 import type { Clients } from '../aws/clients.js'
 import { undoRemote } from '../aws/remote-script.js'
 import { waitForDetachment } from '../aws/ec2-wait.js'
@@ -134,9 +136,23 @@ export function resourceRemover(clients: Clients, options: RemoveOptions = {}) {
       case 'bundle':
         await removeBundle(clients, r)
         return
+      case 'work-dir':
+        removeWorkDir(r.id)
+        return
     }
   }
 }
+
+/** The runner's image folder (a name mkdtemp gave under the runner's temp folder), and nothing else. */
+export function removeWorkDir(path: string): void {
+  if (!WORK_DIR_NAME.test(basename(path)))
+    throw new Error(`refusing to remove ${path}: not an image folder of this action`)
+  rmSync(path, { recursive: true, force: true })
+}
+
+/** The image folders' names: mkdtemp's six characters after the prefix. */
+export const WORK_DIR_PREFIX = 'i2e-image-'
+const WORK_DIR_NAME = /^i2e-image-[A-Za-z0-9]{6}$/
 
 /** Deletes the objects of one bundle: r.id is s3://bucket/prefix/name.manifest.xml. */
 async function removeBundle(clients: Clients, r: Resource): Promise<void> {

@@ -245,6 +245,8 @@ export function removalCommand(r: Resource): string {
       const folder = m[1] ?? ''
       return `aws s3 rm ${region} ${shellQuote(folder)} --recursive --exclude '*' --include ${shellQuote(`${m[2]}.manifest.xml`)} --include ${shellQuote(`${m[2]}.part.*`)}`
     }
+    case 'work-dir':
+      return `on the runner: rm -rf ${id}`
   }
 }
 
