@@ -1,6 +1,7 @@
 // A mocked AWS account for the bundle steps: a running instance-store instance online in SSM, a
 // bucket in its region, and in-memory parameters, objects and images that the mocked calls change,
 // so that tests can assert what exists after a run as well as which calls were made.
+import { readFileSync } from 'node:fs'
 import { EBSClient } from '@aws-sdk/client-ebs'
 import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs'
 import {
@@ -328,6 +329,8 @@ export class FullAccount extends FakeAccount {
     ].join('\n')
   }
   private readonly bundleCommands = new Set<string>()
+  /** bundle.sh "uploads" the real hvm-mbr parts (for a convert half that reads them: convert-on: runner). */
+  realParts = false
 
   constructor() {
     super()
@@ -353,8 +356,13 @@ export class FullAccount extends FakeAccount {
       this.bundleCommands.add(out.Command.CommandId)
       if (this.bundleOutcome.ResponseCode === 0) {
         this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.manifest.xml`, MANIFEST_XML)
-        this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.part.0`, 'x'.repeat(10))
-        this.objects.set(`${FAKE_BUCKET}/${FULL_PREFIX}/image.part.1`, 'y'.repeat(5))
+        for (const [n, fake] of ['x'.repeat(10), 'y'.repeat(5)].entries())
+          this.objects.set(
+            `${FAKE_BUCKET}/${FULL_PREFIX}/image.part.${n}`,
+            this.realParts
+              ? readFileSync(new URL(`../../fixtures/bundles/hvm-mbr/image.part.${n}`, import.meta.url))
+              : fake
+          )
       }
     }
     return out
