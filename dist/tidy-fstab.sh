@@ -258,6 +258,8 @@ tidy_rewrite_fstab() {
 # tidy_root FS WORK: facts and fstab tidy of the filesystem FS (an ext2/3/4 device or
 # FILE?offset=BYTES, or the directory a filesystem is mounted on), with WORK a private directory.
 tidy_root() {
+  # debugfs must read the filesystem: a file it cannot see is no reason to report "no /etc/fstab".
+  [[ -d $1 ]] || tidy_fs_run "$1" "$2/probe" 'stat /'
   tidy_facts "$1" "$2"
   tidy_fstab "$1" "$2"
 }

@@ -4,7 +4,8 @@
 // wrong key, a throttling storm on PutSnapshotBlock, a storm that never ends. Whatever fails
 // leaves no completed snapshot, no AMI, nothing at all.
 import { createHash, generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals'
@@ -33,6 +34,31 @@ const onRunner = {
   region: REGION,
   'x509-private-key': hvm.key,
   'upload-concurrency': '8'
+}
+
+/** A folder of stand-in commands (a script body each; empty: the real command, linked). */
+function fakeBin(commands: Record<string, string>): string {
+  const bin = mkdtempSync(join(tmpdir(), 'i2e-fake-bin-'))
+  for (const [name, body] of Object.entries(commands)) {
+    if (body) writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 })
+    else
+      symlinkSync(
+        execFileSync('bash', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim(),
+        join(bin, name)
+      )
+  }
+  return bin
+}
+
+/** Runs FN with the runner's PATH set to PATH (what the action's scripts are started with). */
+async function withPath<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.PATH
+  process.env.PATH = path
+  try {
+    return await fn()
+  } finally {
+    process.env.PATH = saved
+  }
 }
 
 let account: FakeAccount
@@ -163,6 +189,27 @@ describe('convert-on: runner', () => {
     })
     expect(String(result.error)).toMatch(/wrong private key/)
     expect(ops()).not.toContain('StartSnapshot')
+    expect(account.leftovers()).toEqual([])
+  })
+
+  it('refuses a runner without debugfs before anything is made', async () => {
+    const bin = fakeBin({ bash: '', dirname: '' })
+    const { result } = await withPath(bin, () => runConvert(onRunner))
+    expect(result.ok).toBe(false)
+    expect(String(result.error)).toMatch(/cannot tidy the image on this runner: required command 'debugfs'/)
+    expect(ops()).not.toContain('StartSnapshot')
+    expect(account.leftovers()).toEqual([])
+  })
+
+  it('a tidy that fails after the upload: never completed, the snapshot deleted, no AMI', async () => {
+    // A debugfs that passes the tool check but cannot read anything.
+    const bin = fakeBin({ debugfs: 'echo "debugfs: cannot open" >&2; exit 1' })
+    const { result } = await withPath(`${bin}:${process.env.PATH}`, () => runConvert(onRunner))
+    expect(result.ok).toBe(false)
+    expect(String(result.error)).toMatch(/could not be tidied on the runner .*debugfs/)
+    expect(ops()).toContain('PutSnapshotBlock')
+    expect(ops()).not.toContain('CompleteSnapshot')
+    expect(ops()).not.toContain('RegisterImage')
     expect(account.leftovers()).toEqual([])
   })
 
