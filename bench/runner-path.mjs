@@ -154,7 +154,9 @@ export async function runnerPathBench(
           concurrency,
           signal: new AbortController().signal
         })
-        const run = await once(modules, bundle, (block) => writer.put(block.index, block.data, block.sha256))
+        const run = await once(modules, bundle, (block) =>
+          writer.put(block.index, block.data, { sha256: block.sha256 })
+        )
         const totals = await writer.finish()
         await ebs.send(
           new CompleteSnapshotCommand({

@@ -32,8 +32,10 @@
 # dd, for a reused device).
 #
 # Block-device targets are then finalized (unless --no-finalize): partition table re-read,
-# root filesystem found and checked (fsck -n), mounted in a private directory, instance-store
-# entries removed from /etc/fstab (backup kept, diff printed), facts reported. A FILE target is
+# root filesystem found and checked (fsck -n), instance-store entries removed from /etc/fstab
+# (backup kept, diff printed), facts reported (tidy-fstab.sh: an ext filesystem unmounted, with
+# debugfs at a time fixed by the image, so the same bundle always gives the same bytes; xfs, btrfs
+# and an image made hvm mounted in a private directory). A FILE target is
 # NOT finalized (it is left exactly as bundled, so it does not boot as is) unless --finalize is
 # given: then, as root, it is attached as a loop device and finalized like a volume.
 #
@@ -46,8 +48,9 @@
 #
 # The script is this file and the companions it sources from its own folder, each one part of the
 # run: convert-manifest.sh (manifest, key, parts), convert-target.sh (the target), convert-stream.sh
-# (the stream), convert-finalize.sh (finalize), to-hvm.sh (hvm), common.sh (output protocol, undo
-# journal). The action ships them together (src/scripts/index.ts: companions).
+# (the stream), convert-finalize.sh (finalize), tidy-fstab.sh (facts and fstab tidy), to-hvm.sh
+# (hvm), common.sh (output protocol, undo journal). The action ships them together
+# (src/scripts/index.ts: companions).
 #
 # Test hooks (environment): I2E_SYS_ROOT (/sys), I2E_BYID_DIR (/dev/disk/by-id), I2E_DEV_DIR
 # (/dev, for --device names), I2E_DEVICE_WAIT_SECONDS (60),
@@ -67,6 +70,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/convert-stream.sh"
 # shellcheck source=SCRIPTDIR/convert-finalize.sh
 . "$(dirname "${BASH_SOURCE[0]}")/convert-finalize.sh"
+# shellcheck source=SCRIPTDIR/tidy-fstab.sh
+. "$(dirname "${BASH_SOURCE[0]}")/tidy-fstab.sh"
 
 # ---------------------------------------------------------------- arguments
 

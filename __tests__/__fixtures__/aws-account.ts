@@ -575,6 +575,7 @@ Object.assign(FakeAccount.prototype, {
     if (i.ChecksumAlgorithm !== 'SHA256') throw ebsValidation('ChecksumAlgorithm must be SHA256')
     if (createHash('sha256').update(data).digest('base64') !== i.Checksum)
       throw ebsValidation('checksum mismatch')
+    // "If the specified block contains data, the existing data is overwritten" (PutSnapshotBlock).
     d.blocks.set(i.BlockIndex, data)
     return { Checksum: i.Checksum, ChecksumAlgorithm: 'SHA256' }
   },

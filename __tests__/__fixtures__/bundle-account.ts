@@ -2,6 +2,7 @@
 // (aws-account.ts) plus a running instance-store source online in SSM, a bucket in its region, a
 // bundle.sh that "uploads" and an instance-store AMI registered from the manifest, so that tests
 // can assert what exists after a run as well as which calls were made.
+import { readFileSync } from 'node:fs'
 import { EBSClient } from '@aws-sdk/client-ebs'
 import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs'
 import { EC2Client, type Instance } from '@aws-sdk/client-ec2'
@@ -136,7 +137,7 @@ export class BundleAccount extends FakeAccount {
   }
 
   /** What an uploaded object holds (the bundle's content does not matter to the bundle steps). */
-  protected uploadedBody(_key: string): string {
+  protected uploadedBody(_key: string): string | Buffer {
     return ''
   }
 
@@ -380,6 +381,9 @@ const FULL_BUNDLE = ['image.manifest.xml', 'image.part.0', 'image.part.1'].map((
  * "uploads" the convert fixture's bundle (its manifest and placeholder parts) under FULL_PREFIX.
  */
 export class FullAccount extends BundleAccount {
+  /** bundle.sh "uploads" the real hvm-mbr parts (for a convert half that reads them: convert-on: runner). */
+  realParts = false
+
   constructor() {
     super({
       instance: sourceInstance({ InstanceId: FULL_SOURCE, Placement: { AvailabilityZone: 'us-east-1a' } }),
@@ -398,9 +402,12 @@ export class FullAccount extends BundleAccount {
     })
   }
 
-  protected override uploadedBody(key: string): string {
+  protected override uploadedBody(key: string): string | Buffer {
     if (key.endsWith('.manifest.xml')) return MANIFEST_XML
-    return key.endsWith('.part.0') ? 'x'.repeat(10) : 'y'.repeat(5)
+    const n = key.endsWith('.part.0') ? 0 : 1
+    if (this.realParts)
+      return readFileSync(new URL(`../../fixtures/bundles/hvm-mbr/image.part.${n}`, import.meta.url))
+    return n === 0 ? 'x'.repeat(10) : 'y'.repeat(5)
   }
 }
 

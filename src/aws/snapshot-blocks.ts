@@ -53,7 +53,10 @@ export interface BlockWriterOptions {
 }
 
 export interface BlockWriterTotals {
+  /** Blocks of the snapshot written (each counted once, however often it was written). */
   blocksWritten: number
+  /** Blocks written a second time (put with again: true). */
+  blocksRewritten: number
   bytesSent: number
   retries: number
   /** Base64 SHA-256 over the blocks' SHA-256 digests in ascending block index (LINEAR aggregation). */
@@ -90,6 +93,7 @@ export function linearChecksum(digests: Map<number, Buffer>): string {
 export class SnapshotBlockWriter {
   private readonly inFlight = new Set<Promise<void>>()
   private readonly digests = new Map<number, Buffer>()
+  private rewritten = 0
   private failure: unknown
   private bytesSent = 0
   private retries = 0
@@ -106,11 +110,18 @@ export class SnapshotBlockWriter {
   /**
    * Sends one block (exactly SNAPSHOT_BLOCK_BYTES); resolves once it is in flight. Throws the first
    * failure. `sha256`, when given, is the block's digest already computed (by the decoder's thread).
+   * A block is written once, unless `again` (after finish(): the first write has landed): "If the
+   * specified block contains data, the existing data is overwritten" (PutSnapshotBlock), and the
+   * aggregated checksum then covers the block's last data.
    */
-  async put(index: number, data: Buffer, sha256?: Buffer): Promise<void> {
+  async put(index: number, data: Buffer, o: { sha256?: Buffer; again?: boolean } = {}): Promise<void> {
+    const { sha256, again = false } = o
     if (data.length !== SNAPSHOT_BLOCK_BYTES)
       throw new Error(`internal error: block ${index} is ${data.length} bytes, not ${SNAPSHOT_BLOCK_BYTES}`)
-    if (this.digests.has(index)) throw new Error(`internal error: block ${index} written twice`)
+    if (this.digests.has(index)) {
+      if (!again) throw new Error(`internal error: block ${index} written twice`)
+      this.rewritten++
+    }
     while (this.inFlight.size >= this.o.concurrency && this.failure === undefined)
       await Promise.race(this.inFlight)
     if (this.failure !== undefined) throw this.failure
@@ -129,10 +140,16 @@ export class SnapshotBlockWriter {
     if (this.failure !== undefined) throw this.failure
     return {
       blocksWritten: this.digests.size,
+      blocksRewritten: this.rewritten,
       bytesSent: this.bytesSent,
       retries: this.retries,
       checksum: linearChecksum(this.digests)
     }
+  }
+
+  /** The SHA-256 of what was last sent as block `index`, if it was sent. */
+  digestOf(index: number): Buffer | undefined {
+    return this.digests.get(index)
   }
 
   /** Lets calls in flight end (after a failure elsewhere) without reporting them. */

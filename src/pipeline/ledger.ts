@@ -17,6 +17,7 @@ export type ResourceKind =
   | 'snapshot' // the new snapshot: deleted unless the run succeeded
   | 'image' // a new AMI: deregistered unless the run succeeded
   | 'bundle' // uploaded bundle objects: deleted unless the run succeeded or keep-bundle
+  | 'work-dir' // the runner's folder for the image (convert-on: runner): removed
 
 /** `always`: temporary, removed even after success. `failure`: a product, removed only when the run fails. */
 export type RemovePolicy = 'always' | 'failure'

@@ -4,6 +4,7 @@
 import type { Clients } from '../aws/clients.js'
 import { bundleRemoval } from './bundle/remote-bundle.js'
 import { attachmentRemoval } from './convert/attach.js'
+import { workDirRemoval } from './convert/runner-image.js'
 import { instanceRemoval } from './convert/helper.js'
 import { imageRemoval } from './convert/register.js'
 import { snapshotRemoval } from './convert/snapshot.js'
@@ -26,7 +27,8 @@ const REMOVALS: Record<ResourceKind, Removal> = {
   snapshot: snapshotRemoval,
   image: imageRemoval,
   parameter: parameterRemoval,
-  bundle: bundleRemoval
+  bundle: bundleRemoval,
+  'work-dir': workDirRemoval
 }
 
 /** Removes one recorded resource with these clients: the runner's `remove`, and post's. */

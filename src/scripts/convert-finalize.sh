@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # convert-finalize.sh: what convert.sh does to the rebuilt disk once it is on a block device (a
 # volume, or a file attached as a loop device), sourced by it, never run: the partition table is
-# read again, the root filesystem found and checked (fsck -n), mounted in a private directory, its
-# facts reported, the instance-store entries removed from /etc/fstab, and (hvm) the boot loader
-# installed by to-hvm.sh.
+# read again, the root filesystem found and checked (fsck -n), its facts reported and the
+# instance-store entries removed from /etc/fstab (tidy-fstab.sh: an ext filesystem unmounted, the
+# others and an image made hvm mounted in a private directory), and (hvm) the boot loader installed
+# by to-hvm.sh.
 #
 #   attach_file_target    --finalize on a file (or an hvm result): the file as a loop device
 #   finalize_target       all of the above, in order; each step is one function below:
@@ -11,9 +12,9 @@
 #                           root_partition, root_partition_offset_bytes
 #     map_root_partition    root_node: the root partition's device node (or a loop device)
 #     check_root_filesystem fsck -n; results filesystem, filesystem_label, filesystem_uuid
-#     mount_root            mount_dir: the root filesystem, mounted read-write
-#     finalize_facts        kernel_version, bootloader_config, bootloader_kernel, initramfs*
-#     finalize_fstab        fstab_removed, fstab_backup
+#     tidy_root             (tidy-fstab.sh) kernel_version, bootloader_config, bootloader_kernel,
+#                           initramfs*, fstab_removed, fstab_backup
+#     mount_root            mount_dir: the root filesystem, mounted read-write (not ext, or hvm)
 #     unmount_root
 # shellcheck shell=bash disable=SC2154,SC2034 # work, target, image_size, loops, to_hvm...: set by convert.sh; what this file sets, the others read
 
@@ -143,141 +144,6 @@ mount_root() {
     fail "cannot mount the root filesystem $root_node: $(first_line "$work/mount.err")"
 }
 
-# facts_kernel_and_loader: sets kernel (the newest /boot/vmlinuz-*, or none); results
-# kernel_version, bootloader_config, bootloader_kernel.
-facts_kernel_and_loader() {
-  local kernels=() configs=() f boot_kernel
-  kernels=()
-  for f in "$mount_dir"/boot/vmlinuz-*; do [[ -f $f ]] && kernels+=("${f##*/vmlinuz-}"); done
-  kernel=none
-  if ((${#kernels[@]})); then
-    kernel=$(printf '%s\n' "${kernels[@]}" | sort -V | tail -n 1)
-    ((${#kernels[@]} == 1)) || progress "kernels in /boot: ${kernels[*]}"
-  fi
-  result kernel_version "$kernel"
-
-  configs=()
-  for f in /boot/grub/menu.lst /boot/grub/grub.conf /boot/grub/grub.cfg /boot/grub2/grub.cfg /boot/extlinux/extlinux.conf; do
-    [[ -f $mount_dir$f ]] && configs+=("$f")
-  done
-  for f in "$mount_dir"/boot/efi/EFI/*/grub.cfg; do [[ -f $f ]] && configs+=("${f#"$mount_dir"}"); done
-  result bootloader_config "$(
-    IFS=,
-    printf '%s' "${configs[*]:-none}"
-  )"
-  boot_kernel=none
-  if ((${#configs[@]})); then
-    boot_kernel=$(grep -hoE '^[[:space:]]*(kernel|linux|linux16|linuxefi)[[:space:]]+[^[:space:]]*vmlinuz-[^[:space:]]+' \
-      "$mount_dir${configs[0]}" 2>/dev/null | head -n 1 | sed 's/.*vmlinuz-//' || true)
-    boot_kernel=${boot_kernel:-none}
-  fi
-  result bootloader_kernel "$boot_kernel"
-  if [[ $kernel == none ]]; then
-    progress "warning: no /boot/vmlinuz-* in the image${configs[0]:+ (${configs[0]} names kernel $boot_kernel)}"
-  fi
-}
-
-# facts_initramfs: are the NVMe and ENA drivers available at boot (initramfs, or built into the
-# kernel)? Results initramfs, initramfs_nvme, initramfs_ena, initramfs_note.
-facts_initramfs() {
-  local initramfs initramfs_nvme initramfs_ena initramfs_note f lister builtin_list
-  initramfs=none initramfs_nvme=unknown initramfs_ena=unknown initramfs_note=''
-  if [[ $kernel != none ]]; then
-    for f in "/boot/initrd.img-$kernel" "/boot/initramfs-$kernel.img" "/boot/initrd-$kernel" "/boot/initrd-$kernel.img"; do
-      [[ -f $mount_dir$f ]] && initramfs=$f && break
-    done
-  fi
-  if [[ $initramfs == none ]]; then
-    for f in "$mount_dir"/boot/initrd.img-* "$mount_dir"/boot/initramfs-*.img; do
-      [[ -f $f ]] && initramfs=${f#"$mount_dir"}
-    done
-  fi
-  if [[ $initramfs == none ]]; then
-    initramfs_note="no initramfs in /boot (initrd.img-*, initramfs-*.img)"
-  else
-    lister=''
-    if command -v lsinitramfs >/dev/null 2>&1; then
-      lister=lsinitramfs
-    elif command -v lsinitrd >/dev/null 2>&1; then
-      lister=lsinitrd
-    fi
-    if [[ -z $lister ]]; then
-      initramfs_note="cannot list $initramfs: neither lsinitramfs (initramfs-tools) nor lsinitrd (dracut) is installed on the helper"
-    elif "$lister" "$mount_dir$initramfs" >"$work/initramfs.list" 2>/dev/null; then
-      initramfs_nvme=no initramfs_ena=no
-      grep -qE '(^|/)nvme\.ko' "$work/initramfs.list" && initramfs_nvme=yes
-      grep -qE '(^|/)ena\.ko' "$work/initramfs.list" && initramfs_ena=yes
-    else
-      initramfs_note="$lister could not read $initramfs"
-    fi
-  fi
-  builtin_list=$mount_dir/lib/modules/$kernel/modules.builtin
-  if [[ $kernel != none && -f $builtin_list ]]; then
-    grep -qE '(^|/)nvme\.ko' "$builtin_list" && initramfs_nvme=yes && initramfs_note+="${initramfs_note:+; }nvme is built into the kernel"
-    grep -qE '(^|/)ena\.ko' "$builtin_list" && initramfs_ena=yes && initramfs_note+="${initramfs_note:+; }ena is built into the kernel"
-  fi
-  result initramfs "$initramfs"
-  result initramfs_nvme "$initramfs_nvme"
-  result initramfs_ena "$initramfs_ena"
-  [[ -z $initramfs_note ]] || result initramfs_note "$initramfs_note"
-}
-
-# finalize_facts: what the image will boot, for the report.
-finalize_facts() {
-  facts_kernel_and_loader
-  facts_initramfs
-}
-
-# is_instance_store FSTAB_LINE: true for mounts of instance-store (ephemeral) disks, which an
-# EBS-backed instance does not have: sdb..sde / xvdb..xvde, anything named ephemeral, and
-# cloud-init's comment=cloudconfig mounts on /mnt.
-is_instance_store() {
-  local fields
-  read -ra fields <<<"$1"
-  ((${#fields[@]} >= 2)) || return 1
-  local dev=${fields[0]} dir=${fields[1]} opts=${fields[3]-}
-  [[ $dev =~ ^/dev/(sd|xvd)[b-e][0-9]*$ ]] && return 0
-  [[ ${dev,,} == *ephemeral* || ${dir,,} == *ephemeral* ]] && return 0
-  [[ $opts == *comment=cloudconfig* && ($dir == /mnt || $dir == /mnt/*) ]] && return 0
-  return 1
-}
-
-# finalize_fstab: instance-store entries out of the mounted root's /etc/fstab (backup kept, diff
-# printed); results fstab_removed, fstab_backup.
-finalize_fstab() {
-  local fstab backup_name removed fstab_backup line
-  fstab=$mount_dir/etc/fstab
-  backup_name=/etc/fstab.instance-to-ebs.bak
-  removed=0 fstab_backup=none
-  if [[ -f $fstab ]]; then
-    : >"$work/fstab.new"
-    while IFS= read -r line || [[ -n $line ]]; do
-      if [[ ! $line =~ ^[[:space:]]*(#|$) ]] && is_instance_store "$line"; then
-        removed=$((removed + 1))
-      else
-        printf '%s\n' "$line" >>"$work/fstab.new"
-      fi
-    done <"$fstab"
-    if ((removed)); then
-      cp -p "$fstab" "$mount_dir$backup_name"
-      cat "$work/fstab.new" >"$fstab"
-      fstab_backup=$backup_name
-      progress "/etc/fstab: removed $removed instance-store entr$( ((removed == 1)) && echo y || echo ies), backup in $backup_name:"
-      if command -v diff >/dev/null 2>&1; then
-        diff -u --label "$backup_name" --label /etc/fstab "$mount_dir$backup_name" "$fstab" || true
-      else
-        grep -vxFf "$fstab" "$mount_dir$backup_name" | sed 's/^/-/' || true
-      fi
-    else
-      progress "/etc/fstab: no instance-store entries"
-    fi
-  else
-    progress "warning: the image has no /etc/fstab"
-  fi
-  result fstab_removed "$removed"
-  result fstab_backup "$fstab_backup"
-}
-
 # unmount_root: everything written reaches the disk; the private mount point goes.
 unmount_root() {
   sync
@@ -291,14 +157,21 @@ finalize_target() {
   find_root
   map_root_partition
   check_root_filesystem
-  mount_root
-  finalize_facts
-  finalize_fstab
-  if ((to_hvm)); then
-    hvm_prepare "$mount_dir" "$(blkid -p -o value -s UUID "$root_node" 2>/dev/null || true)" \
-      "$(blkid -p -o value -s LABEL "$root_node" 2>/dev/null || true)" "$root_type" "$(sfdisk --disk-id "$target")"
+  # Facts and fstab tidy (tidy-fstab.sh): an ext filesystem unmounted, with debugfs at a time
+  # fixed by the image, so that the runner path (which does the same) gives the same bytes; xfs,
+  # btrfs and an image made hvm (to-hvm.sh edits it mounted) are mounted.
+  if [[ $root_type == ext[234] ]] && ((!to_hvm)); then
+    require_cmd debugfs
+    tidy_root "$root_node" "$work"
+  else
+    mount_root
+    tidy_root "$mount_dir" "$work"
+    if ((to_hvm)); then
+      hvm_prepare "$mount_dir" "$(blkid -p -o value -s UUID "$root_node" 2>/dev/null || true)" \
+        "$(blkid -p -o value -s LABEL "$root_node" 2>/dev/null || true)" "$root_type" "$(sfdisk --disk-id "$target")"
+    fi
+    unmount_root
   fi
-  unmount_root
   ((!to_hvm)) || hvm_install_loader "$target"
   progress "finalized $target"
 }

@@ -12,6 +12,7 @@ export const scripts = {
   'convert-stream.sh': () => load(new URL('./convert-stream.sh', import.meta.url)),
   'convert-finalize.sh': () => load(new URL('./convert-finalize.sh', import.meta.url)),
   'to-hvm.sh': () => load(new URL('./to-hvm.sh', import.meta.url)),
+  'tidy-fstab.sh': () => load(new URL('./tidy-fstab.sh', import.meta.url)),
   'bundle.sh': () => load(new URL('./bundle.sh', import.meta.url)),
   'bundle-checks.sh': () => load(new URL('./bundle-checks.sh', import.meta.url)),
   'bundle-tools.sh': () => load(new URL('./bundle-tools.sh', import.meta.url)),
@@ -32,7 +33,8 @@ export const companions: Record<EntryScript, ScriptName[]> = {
     'convert-manifest.sh',
     'convert-target.sh',
     'convert-stream.sh',
-    'convert-finalize.sh'
+    'convert-finalize.sh',
+    'tidy-fstab.sh'
   ],
   'bundle.sh': [
     'common.sh',

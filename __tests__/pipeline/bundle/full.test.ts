@@ -1,5 +1,8 @@
 // Mode full against the convert fixture's account extended for bundling: bundle, register the
 // instance-store AMI, then convert it; on failure everything made in the run goes, in reverse.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from '@jest/globals'
 import { makeClients } from '../../../src/aws/clients.js'
 import { planSteps } from '../../../src/pipeline/plan.js'
@@ -7,7 +10,7 @@ import { resourceRemover } from '../../../src/pipeline/resources.js'
 import { runPipeline } from '../../../src/pipeline/runner.js'
 import { messageOf } from '../../../src/errors.js'
 import { readSettings } from '../../../src/settings/index.js'
-import { type AccountMocks, serviceError } from '../../__fixtures__/aws-account.js'
+import { type AccountMocks, directSnapshotImage, serviceError } from '../../__fixtures__/aws-account.js'
 import {
   FULL_PREFIX,
   FULL_SOURCE,
@@ -17,6 +20,13 @@ import {
   runContext
 } from '../../__fixtures__/bundle-account.js'
 import { reader } from '../../__fixtures__/inputs.js'
+import { realBundle } from '../../__fixtures__/real-bundles.js'
+import { sha256, tidiedImage } from '../../__fixtures__/tidied-image.js'
+
+const tidied = tidiedImage(
+  `${realBundle('hvm-mbr').dir}/image.manifest.xml`,
+  `${realBundle('hvm-mbr').dir}/test-key.pem`
+)
 
 let mocks: AccountMocks | undefined
 
@@ -38,7 +48,53 @@ async function runFull(account: FullAccount, over: Record<string, string> = {}) 
 
 const BUNDLE_KEYS = ['image.manifest.xml', 'image.part.0', 'image.part.1'].map((k) => `${FULL_PREFIX}/${k}`)
 
+const hvm = realBundle('hvm-mbr')
+
 describe('full mode', () => {
+  it('convert-on: runner: bundles, then writes the snapshot on the runner, fstab tidied, with no helper', async () => {
+    const account = new FullAccount()
+    account.realParts = true
+    const runnerTemp = mkdtempSync(join(tmpdir(), 'i2e-full-runner-'))
+    process.env.RUNNER_TEMP = runnerTemp
+    try {
+      const { result, ctx, message } = await runFull(account, {
+        'helper-instance-id': '',
+        'convert-on': 'runner',
+        'x509-certificate': hvm.cert,
+        'x509-private-key': hvm.key
+      })
+      expect(message).toBe('undefined')
+      expect(result.ok).toBe(true)
+      expect(result.timings.map((t) => t.step)).toEqual([
+        'preflight',
+        'bundle preflight',
+        'bundle key material',
+        'bundle and upload',
+        'register instance-store AMI',
+        'wait for instance-store AMI',
+        'preflight source',
+        'image facts',
+        'write snapshot',
+        'register'
+      ])
+      const snapshotId = ctx.outputs['snapshot-id'] as string
+      const image = directSnapshotImage(account, snapshotId, Number(hvm.facts.image_size_bytes))
+      expect(sha256(image)).toBe(tidied.sha256)
+      expect(ctx.facts).toMatchObject({ fstab_removed: '1', fstab_backup: '/etc/fstab.instance-to-ebs.bak' })
+      // Only the bundle half sent a command; no helper, no volume.
+      expect(account.callsOf('SendCommand')).toHaveLength(1)
+      expect(account.callsOf('CreateVolume')).toEqual([])
+      const storeAmi = ctx.outputs['instance-store-ami-id'] as string
+      expect(account.leftovers()).toEqual(
+        [`image ${storeAmi}`, `image ${ctx.outputs['ami-id']}`, `snapshot ${snapshotId}`].sort()
+      )
+      expect(readdirSync(runnerTemp)).toEqual([])
+    } finally {
+      delete process.env.RUNNER_TEMP
+      rmSync(runnerTemp, { recursive: true, force: true })
+    }
+  })
+
   it('plans the convert checks, the bundle steps, then the convert work', () => {
     const settings = readSettings(reader(fullInputs), { env: {} })
     expect(planSteps(settings).map((s) => s.name)).toEqual([

@@ -4,6 +4,10 @@
 // wrong key, a throttling storm on PutSnapshotBlock, a storm that never ends. Whatever fails
 // leaves no completed snapshot, no AMI, nothing at all.
 import { createHash, generateKeyPairSync } from 'node:crypto'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals'
 import { runningDecodeWorkers } from '../../../src/pipeline/convert/decode-thread.js'
 import { realBundle } from '../../__fixtures__/real-bundles.js'
@@ -20,8 +24,11 @@ import {
   serviceError
 } from '../../__fixtures__/aws-account.js'
 import { runConvert } from '../../__fixtures__/convert-run.js'
+import { tidiedImage } from '../../__fixtures__/tidied-image.js'
 
 const hvm = realBundle('hvm-mbr')
+// The image as the helper path makes it: rebuilt, then its instance-store fstab line removed.
+const tidied = tidiedImage(`${hvm.dir}/image.manifest.xml`, `${hvm.dir}/test-key.pem`)
 const onRunner = {
   'source-ami-id': SOURCE_AMI,
   'convert-on': 'runner',
@@ -30,13 +37,48 @@ const onRunner = {
   'upload-concurrency': '8'
 }
 
+/** A folder of stand-in commands (a script body each; empty: the real command, linked). */
+function fakeBin(commands: Record<string, string>): string {
+  const bin = mkdtempSync(join(tmpdir(), 'i2e-fake-bin-'))
+  for (const [name, body] of Object.entries(commands)) {
+    if (body) writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 })
+    else
+      symlinkSync(
+        execFileSync('bash', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim(),
+        join(bin, name)
+      )
+  }
+  return bin
+}
+
+/** Runs FN with the runner's PATH set to PATH (what the action's scripts are started with). */
+async function withPath<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.PATH
+  process.env.PATH = path
+  try {
+    return await fn()
+  } finally {
+    process.env.PATH = saved
+  }
+}
+
 let account: FakeAccount
 let mocks: AccountMocks
+let runnerTemp = ''
 beforeEach(() => {
   account = new FakeAccount().withRealParts()
   mocks = mockAccount(account)
+  runnerTemp = mkdtempSync(join(tmpdir(), 'i2e-runner-temp-'))
+  process.env.RUNNER_TEMP = runnerTemp
 })
-afterEach(() => mocks.restore())
+afterEach(() => {
+  mocks.restore()
+  delete process.env.RUNNER_TEMP
+  // The image folder on the runner is gone after every run, whether it succeeded or failed.
+  const left = readdirSync(runnerTemp)
+  rmSync(runnerTemp, { recursive: true, force: true })
+  expect(left).toEqual([])
+})
 
 /** Operations that reached the account, DryRun probes left out. */
 const ops = (): string[] => account.calls.filter((c) => !c.input.DryRun).map((c) => c.op)
@@ -47,7 +89,19 @@ describe('convert-on: runner', () => {
     expect(result.error).toBeUndefined()
     const snapshotId = ctx.outputs['snapshot-id'] as string
     const image = directSnapshotImage(account, snapshotId, Number(hvm.facts.image_size_bytes))
-    expect(createHash('sha256').update(image).digest('hex')).toBe(hvm.facts.image_sha256)
+    expect(createHash('sha256').update(image).digest('hex')).toBe(tidied.sha256)
+    expect(tidied.sha256).not.toBe(hvm.facts.image_sha256) // non-vacuous: the tidy changed it
+    // The image's facts and the tidy, reported as the helper path reports them.
+    expect(ctx.facts).toMatchObject({
+      fstab_removed: '1',
+      fstab_backup: '/etc/fstab.instance-to-ebs.bak',
+      filesystem: 'ext4',
+      filesystem_label: hvm.facts.filesystem_label,
+      bootloader_config: '/boot/grub/menu.lst',
+      kernel_version: 'none'
+    })
+    expect(lines.join('\n')).toMatch(/^-\/dev\/xvdb\t\/mnt/m) // the diff of the fstab, in the log
+    expect(lines.join('\n')).toContain(`tidied ${join(runnerTemp, 'i2e-image-')}`) // where the image was
     // No helper, no volume, no command, no key parameter.
     for (const op of [
       'RunInstances',
@@ -77,7 +131,14 @@ describe('convert-on: runner', () => {
     expect(written).toBeGreaterThan(0)
     expect(written).toBeLessThan(128)
     expect(ctx.facts['blocks skipped']).toMatch(new RegExp(`^${128 - written} `))
-    expect(Number(ctx.facts['bytes sent'])).toBe(written * 524288)
+    // The blocks the tidy changed went again (the superblock, bitmaps, /etc, the new fstab's block).
+    const again = /^(\d+) after the fstab tidy \((\d+) sent again, (\d+) new\)$/.exec(
+      ctx.facts['blocks re-written'] ?? ''
+    )
+    expect(again).not.toBeNull()
+    const resent = Number(again?.[2])
+    expect(Number(again?.[1])).toBeGreaterThan(0)
+    expect(Number(ctx.facts['bytes sent'])).toBe((written + resent) * 524288)
     expect(ctx.facts['upload rate']).toMatch(/MiB\/s$/)
     expect(lines.join('\n')).toMatch(/manifest signature verified/)
     // The plan holds no helper step: the summary lists only what could run.
@@ -155,6 +216,27 @@ describe('convert-on: runner', () => {
     expect(account.leftovers()).toEqual([])
   })
 
+  it('refuses a runner without debugfs before anything is made', async () => {
+    const bin = fakeBin({ bash: '', dirname: '' })
+    const { result } = await withPath(bin, () => runConvert(onRunner))
+    expect(result.ok).toBe(false)
+    expect(String(result.error)).toMatch(/cannot tidy the image on this runner: required command 'debugfs'/)
+    expect(ops()).not.toContain('StartSnapshot')
+    expect(account.leftovers()).toEqual([])
+  })
+
+  it('a tidy that fails after the upload: never completed, the snapshot deleted, no AMI', async () => {
+    // A debugfs that passes the tool check but cannot read anything.
+    const bin = fakeBin({ debugfs: 'echo "debugfs: cannot open" >&2; exit 1' })
+    const { result } = await withPath(`${bin}:${process.env.PATH}`, () => runConvert(onRunner))
+    expect(result.ok).toBe(false)
+    expect(String(result.error)).toMatch(/could not be tidied on the runner .*debugfs/)
+    expect(ops()).toContain('PutSnapshotBlock')
+    expect(ops()).not.toContain('CompleteSnapshot')
+    expect(ops()).not.toContain('RegisterImage')
+    expect(account.leftovers()).toEqual([])
+  })
+
   it('rides out a throttling storm on PutSnapshotBlock with back-off', async () => {
     // Every block is throttled twice, and every third block then meets a 500 as well.
     const tries = new Map<number, number>()
@@ -174,7 +256,7 @@ describe('convert-on: runner', () => {
     expect(result.error).toBeUndefined()
     const snapshotId = ctx.outputs['snapshot-id'] as string
     const image = directSnapshotImage(account, snapshotId, Number(hvm.facts.image_size_bytes))
-    expect(createHash('sha256').update(image).digest('hex')).toBe(hvm.facts.image_sha256)
+    expect(createHash('sha256').update(image).digest('hex')).toBe(tidied.sha256)
     const puts = account.calls.filter((c) => c.op === 'PutSnapshotBlock').length
     expect(puts).toBeGreaterThanOrEqual(3 * Number(ctx.facts['blocks written']))
   })

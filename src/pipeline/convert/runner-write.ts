@@ -18,6 +18,7 @@ import type { Step } from '../runner.js'
 import { messageOf } from '../../errors.js'
 import { newDecodeStats } from './bundle-decode.js'
 import { decodeBundleOffThread } from './decode-thread.js'
+import { RunnerImage } from './runner-image.js'
 import { waitForSnapshot } from './snapshot.js'
 import { convertState, proceeding } from './state.js'
 import { clientToken } from '../run-id.js'
@@ -88,91 +89,129 @@ export const runnerWriteStep: Step<RunContext> = {
       `manifest signature verified (${certificatePem ? 'certificate' : "the private key's public half"}); key and IV unwrapped on the runner`
     )
 
-    const { ami } = ctx.settings
-    const source = s.sourceImage?.ImageId ?? s3Url(manifest)
-    const started = await ctx.clients.ebs.send(
-      new StartSnapshotCommand({
-        VolumeSize: volumeSize,
-        Description: `instance-to-ebs: root of ${name}, converted from ${source}`.slice(0, 255),
-        Tags: tagsFor(ctx, name),
-        // "A unique, case-sensitive identifier that you provide to ensure the idempotency of the
-        // request. ... Maximum length of 255" (StartSnapshot, ClientToken).
-        ClientToken: clientToken(ctx, 'start-snapshot'),
-        Encrypted: ami.encrypted || undefined,
-        KmsKeyArn: ami.kmsKeyId,
-        // "The amount of time (in minutes) after which the snapshot is automatically cancelled if:
-        // No blocks are written to the snapshot. The snapshot is not completed after writing the
-        // last block of data." (StartSnapshot, Timeout; 10 to 4320): a dead runner's pending
-        // snapshot goes away by itself even if post never runs.
-        Timeout: SNAPSHOT_IDLE_MINUTES
-      }),
-      { abortSignal: ctx.signal }
-    )
-    const snapshotId = required(started.SnapshotId, 'the id of the new snapshot')
-    ctx.ledger.record({ kind: 'snapshot', id: snapshotId, removeOn: 'failure' })
-    s.snapshotId = snapshotId
-    ctx.log.info(`snapshot ${snapshotId} started (${volumeSize} GiB, EBS direct APIs)`)
-
-    const writer = new SnapshotBlockWriter({
-      ebs: ctx.clients.ebs,
-      snapshotId,
-      concurrency: ctx.settings.uploadConcurrency,
-      signal: ctx.signal,
-      // Tests poll every millisecond; the block back-off shrinks with them.
-      ...(ctx.pollDelayMs < 100 ? { backoffBaseMs: 1, backoffCapMs: 5 } : {})
-    })
-    const stats = newDecodeStats()
-    const t0 = Date.now()
-    let lastReport = t0
+    // The image's folder on the runner (checked: Linux, e2fsprogs) before anything is created in AWS.
+    const image = await RunnerImage.create(ctx, secrets.imageBytes)
     try {
-      for await (const block of decodeBundleOffThread({
-        secrets,
-        key,
-        iv,
-        stats,
-        digests: true,
-        readPart: (part) => readObject(ctx, manifest.bucket, partKey(manifest, part))
-      })) {
-        await writer.put(block.index, block.data, block.sha256)
-        if (Date.now() - lastReport > 30_000) {
-          lastReport = Date.now()
-          ctx.log.info(
-            `write snapshot: ${stats.dataBlocks} blocks sent, ${(stats.tarBytes / 1048576).toFixed(0)} MiB of the tar stream read`
-          )
-        }
-      }
-    } catch (err) {
-      await writer.settle()
-      throw err
+      await writeSnapshot(ctx, image, { secrets, key, iv, name, volumeSize })
+    } finally {
+      await image.remove(ctx)
     }
-    const totals = await writer.finish()
-    // Reached only when decodeBundle returned: the tar digest and the image size are verified
-    // (and the signature was checked before the snapshot was started).
-    await ctx.clients.ebs.send(
-      new CompleteSnapshotCommand({
-        SnapshotId: snapshotId,
-        ChangedBlocksCount: totals.blocksWritten,
-        Checksum: totals.checksum,
-        ChecksumAlgorithm: 'SHA256',
-        ChecksumAggregationMethod: 'LINEAR'
-      }),
-      { abortSignal: ctx.signal }
-    )
-    const seconds = Math.max(0.001, (Date.now() - t0) / 1000)
-    const skipped = stats.blocks - totals.blocksWritten
-    const mibs = (totals.bytesSent / 1048576 / seconds).toFixed(1)
-    ctx.facts['blocks written'] = String(totals.blocksWritten)
-    ctx.facts['blocks skipped'] =
-      `${skipped} (${stats.zeroBlocks} all-zero, ${skipped - stats.zeroBlocks} holes)`
-    ctx.facts['bytes sent'] = String(totals.bytesSent)
-    ctx.facts['upload rate'] = `${mibs} MiB/s`
-    ctx.facts.digest = 'ok'
-    ctx.log.info(
-      `wrote ${totals.blocksWritten} of ${stats.blocks} blocks (${skipped} skipped: zeros or holes), ${totals.bytesSent} bytes in ${seconds.toFixed(1)} s (${mibs} MiB/s, ${totals.retries} retries); tar digest and image size verified; snapshot completed`
-    )
-    await waitForSnapshot(ctx, snapshotId)
   }
 }
 
-// Why its step's run is longer than 60 lines: StartSnapshot, the block writes and CompleteSnapshot
-// are one sequence with one catch that must leave the pending snapshot in the ledger.
+// Why writeSnapshot is longer than 60 lines: StartSnapshot, the block writes, the tidy's
+// rewrites and CompleteSnapshot are one sequence with one catch that must leave the pending
+// snapshot in the ledger.
+interface WriteInput {
+  secrets: ReturnType<typeof readBundleSecrets>
+  key: Buffer
+  iv: Buffer
+  name: string
+  volumeSize: number
+}
+
+async function writeSnapshot(ctx: RunContext, image: RunnerImage, input: WriteInput): Promise<void> {
+  const s = convertState(ctx)
+  const manifest = required(s.manifest, 'the manifest')
+  const { secrets, key, iv, name, volumeSize } = input
+  const { ami } = ctx.settings
+  const source = s.sourceImage?.ImageId ?? s3Url(manifest)
+  const started = await ctx.clients.ebs.send(
+    new StartSnapshotCommand({
+      VolumeSize: volumeSize,
+      Description: `instance-to-ebs: root of ${name}, converted from ${source}`.slice(0, 255),
+      Tags: tagsFor(ctx, name),
+      // "A unique, case-sensitive identifier that you provide to ensure the idempotency of the
+      // request. ... Maximum length of 255" (StartSnapshot, ClientToken).
+      ClientToken: clientToken(ctx, 'start-snapshot'),
+      Encrypted: ami.encrypted || undefined,
+      KmsKeyArn: ami.kmsKeyId,
+      // "The amount of time (in minutes) after which the snapshot is automatically cancelled if:
+      // No blocks are written to the snapshot. The snapshot is not completed after writing the
+      // last block of data." (StartSnapshot, Timeout; 10 to 4320): a dead runner's pending
+      // snapshot goes away by itself even if post never runs.
+      Timeout: SNAPSHOT_IDLE_MINUTES
+    }),
+    { abortSignal: ctx.signal }
+  )
+  const snapshotId = required(started.SnapshotId, 'the id of the new snapshot')
+  ctx.ledger.record({ kind: 'snapshot', id: snapshotId, removeOn: 'failure' })
+  s.snapshotId = snapshotId
+  ctx.log.info(`snapshot ${snapshotId} started (${volumeSize} GiB, EBS direct APIs)`)
+
+  const writer = new SnapshotBlockWriter({
+    ebs: ctx.clients.ebs,
+    snapshotId,
+    concurrency: ctx.settings.uploadConcurrency,
+    signal: ctx.signal,
+    // Tests poll every millisecond; the block back-off shrinks with them.
+    ...(ctx.pollDelayMs < 100 ? { backoffBaseMs: 1, backoffCapMs: 5 } : {})
+  })
+  const stats = newDecodeStats()
+  const t0 = Date.now()
+  let lastReport = t0
+  try {
+    for await (const block of decodeBundleOffThread({
+      secrets,
+      key,
+      iv,
+      stats,
+      digests: true,
+      readPart: (part) => readObject(ctx, manifest.bucket, partKey(manifest, part))
+    })) {
+      await image.write(block.index, block.data)
+      await writer.put(block.index, block.data, { sha256: block.sha256 })
+      if (Date.now() - lastReport > 30_000) {
+        lastReport = Date.now()
+        ctx.log.info(
+          `write snapshot: ${stats.dataBlocks} blocks sent, ${(stats.tarBytes / 1048576).toFixed(0)} MiB of the tar stream read`
+        )
+      }
+    }
+  } catch (err) {
+    await writer.settle()
+    throw err
+  }
+  const sent = await writer.finish()
+  // Reached only when decodeBundle returned: the tar digest and the image size are verified
+  // (and the signature was checked before the snapshot was started). Now the tidy, as on the
+  // helper (tidy-fstab.sh), and the blocks it changed written again.
+  const results = await image.tidy(ctx.log.info, ctx.signal)
+  for (const [k, v] of Object.entries(results)) ctx.facts[k] = v
+  let again: { rewritten: number; added: number }
+  try {
+    again = await image.rewriteChanged(writer)
+  } catch (err) {
+    await writer.settle()
+    throw err
+  }
+  const totals = await writer.finish()
+  ctx.log.info(
+    `fstab tidy: ${again.rewritten} block(s) written again, ${again.added} block(s) added (of ${sent.blocksWritten} sent)`
+  )
+  await ctx.clients.ebs.send(
+    new CompleteSnapshotCommand({
+      SnapshotId: snapshotId,
+      ChangedBlocksCount: totals.blocksWritten,
+      Checksum: totals.checksum,
+      ChecksumAlgorithm: 'SHA256',
+      ChecksumAggregationMethod: 'LINEAR'
+    }),
+    { abortSignal: ctx.signal }
+  )
+  const seconds = Math.max(0.001, (Date.now() - t0) / 1000)
+  const skipped = stats.blocks - totals.blocksWritten
+  const mibs = (totals.bytesSent / 1048576 / seconds).toFixed(1)
+  ctx.facts['blocks written'] = String(totals.blocksWritten)
+  ctx.facts['blocks re-written'] =
+    `${again.rewritten + again.added} after the fstab tidy (${again.rewritten} sent again, ${again.added} new)`
+  ctx.facts['blocks skipped'] =
+    `${skipped} (${stats.zeroBlocks} all-zero, ${skipped - stats.zeroBlocks} holes)`
+  ctx.facts['bytes sent'] = String(totals.bytesSent)
+  ctx.facts['upload rate'] = `${mibs} MiB/s`
+  ctx.facts.digest = 'ok'
+  ctx.log.info(
+    `wrote ${totals.blocksWritten} of ${stats.blocks} blocks (${skipped} skipped: zeros or holes; ${again.rewritten + again.added} re-written after the fstab tidy), ${totals.bytesSent} bytes in ${seconds.toFixed(1)} s (${mibs} MiB/s, ${totals.retries} retries); tar digest and image size verified; snapshot completed`
+  )
+  await waitForSnapshot(ctx, snapshotId)
+}
