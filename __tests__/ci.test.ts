@@ -51,7 +51,7 @@ describe('.github/workflows/ci.yml', () => {
     expect(env.I2E_MOTO_ROOT).toMatch(/instance-to-ebs\/moto-root$/)
     const cache = steps.find((s) => s.uses?.startsWith('actions/cache@'))
     expect(cache?.with?.path).toBe(expression('env.EMULATOR_TARBALL'))
-    expect(String(cache?.with?.key)).toContain("hashFiles('scripts/emulator.sh')")
+    expect(String(cache?.with?.key)).toContain("hashFiles('tools/emulator.sh')")
     // A hit unpacks the root; a miss builds it and packs it for the cache, with the marker emulator.sh trusts.
     const unpack = steps.find((s) => s.if?.includes("cache-hit == 'true'"))
     const build = steps.find((s) => s.if?.includes("cache-hit != 'true'"))
@@ -63,15 +63,15 @@ describe('.github/workflows/ci.yml', () => {
   it("caches the boot tests' images with their bundles and the old shells, keyed by the scripts that make them", () => {
     const env = jobs.find((j) => j.env?.I2E_BOOT_IMAGE_CACHE)?.env ?? {}
     // The variables the scripts read for their caches (boot-images.sh, old-shells.sh).
-    expect(text('scripts/boot-images.sh')).toContain('${I2E_BOOT_IMAGE_CACHE:-')
-    expect(text('scripts/old-shells.sh')).toContain('${XDG_CACHE_HOME:-')
+    expect(text('tools/boot-images.sh')).toContain('${I2E_BOOT_IMAGE_CACHE:-')
+    expect(text('tools/old-shells.sh')).toContain('${XDG_CACHE_HOME:-')
     const cache = steps.find((s) => String(s.with?.path ?? '').includes('env.I2E_BOOT_IMAGE_CACHE'))
     const paths = String(cache?.with?.path).trim().split('\n')
     expect(paths).toEqual([
       expression('env.I2E_BOOT_IMAGE_CACHE'),
       `${expression('env.XDG_CACHE_HOME')}/instance-to-ebs/shells`
     ])
-    for (const made of ['scripts/boot-images.sh', 'bench/make-bundle.sh', 'scripts/old-shells.sh'])
+    for (const made of ['tools/boot-images.sh', 'bench/make-bundle.sh', 'tools/old-shells.sh'])
       expect(String(cache?.with?.key)).toContain(`'${made}'`)
     expect(env.I2E_BOOT_IMAGE_CACHE).toMatch(/^\/home\/runner\/\.cache\//)
     expect(env.XDG_CACHE_HOME).toBe('/home/runner/.cache')

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { parse } from 'yaml'
 import { INPUT_NAMES, readSettings } from '../src/settings/index.js'
 // @ts-expect-error plain JS module without types
-import { inputsTable, outputsTable } from '../scripts/readme-tables.mjs'
+import { inputsTable, outputsTable } from '../tools/readme-tables.mjs'
 
 const root = new URL('../', import.meta.url)
 const text = (path: string) => readFileSync(new URL(path, root), 'utf8')

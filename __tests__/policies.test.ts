@@ -6,7 +6,7 @@ import { describe, expect, it } from '@jest/globals'
 import { readdirSync, readFileSync } from 'node:fs'
 import { companions, type EntryScript } from '../src/scripts/index.js'
 // @ts-expect-error plain JS module without types
-import { POLICY_NAMES, policyBlock, withPolicyBlocks } from '../scripts/readme-policies.mjs'
+import { POLICY_NAMES, policyBlock, withPolicyBlocks } from '../tools/readme-policies.mjs'
 
 const root = new URL('../', import.meta.url)
 const text = (path: string) => readFileSync(new URL(path, root), 'utf8')
@@ -405,10 +405,12 @@ it('cleanup.sh, sent to the source and to the helper, calls no AWS API: it needs
 
 describe('CLI call detection', () => {
   it('sees through the region option and the aws_cli wrapper, not comments', () => {
-    expect(cliCalls('convert.sh').map((c) => c.command)).toEqual(
-      expect.arrayContaining(['ssm get-parameter', 's3 cp', 's3 ls'])
-    )
-    expect(cliCalls('bundle.sh').map((c) => c.command)).toEqual(['ec2-upload-bundle'])
+    // An entry script and the companions it sources (the calls live in the companions too).
+    const shipped = (entry: EntryScript) =>
+      [entry, ...companions[entry]].flatMap((script) => cliCalls(script)).map((c) => c.command)
+    expect(shipped('convert.sh')).toEqual(expect.arrayContaining(['ssm get-parameter', 's3 cp', 's3 ls']))
+    expect(cliCalls('convert-manifest.sh').map((c) => c.command)).toEqual(['s3 cp', 's3 ls'])
+    expect(shipped('bundle.sh').sort()).toEqual(['ec2-upload-bundle', 'ssm get-parameter'])
     expect(cliCalls('ssm-get-parameter.rb').map((c) => c.command)).toEqual(['ssm get-parameter'])
   })
 })
@@ -424,7 +426,7 @@ describe('README permissions section', () => {
     )
   })
 
-  it.each(POLICIES)('shows %s exactly as the file (node scripts/readme-policies.mjs)', (name) => {
+  it.each(POLICIES)('shows %s exactly as the file (node tools/readme-policies.mjs)', (name) => {
     const m = new RegExp(`<!-- policy:${name}:start -->\\n([\\s\\S]*?)\\n<!-- policy:${name}:end -->`).exec(
       readme
     )

@@ -2,7 +2,7 @@
 // named "shared" lies beside the repository; no tracked file may read it (by a relative path, by
 // joining '..' and 'shared', or by its absolute path on these machines). The one exception is the
 // sources of the old shells for the compatibility tests, which CI lays in the shared folder's
-// compat/ subfolder: README.md explains it, scripts/old-shells.sh builds the shells from it and
+// compat/ subfolder: README.md explains it, tools/old-shells.sh builds the shells from it and
 // the GitHub workflow fetches the sources there.
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -13,7 +13,7 @@ import { describe, expect, it } from '@jest/globals'
 const REPO = fileURLToPath(new URL('..', import.meta.url))
 
 /** The files that may name the old-shell sources (the compat/ subfolder), and nothing else there. */
-const COMPAT_ALLOWED = new Set(['README.md', 'scripts/old-shells.sh', '.github/workflows/ci.yml'])
+const COMPAT_ALLOWED = new Set(['README.md', 'tools/old-shells.sh', '.github/workflows/ci.yml'])
 
 // A path to the folder beside the repository, and what may follow it in the allowed files.
 const MENTIONS = [
@@ -81,12 +81,12 @@ describe('the project stands alone', () => {
   it.each([
     ['a relative path', 'src/x.ts', `const dir = '${beside}/fixtures/bundles'`],
     ['a path in a URL', '__tests__/x.ts', `new URL('../../${beside}/fixtures/', import.meta.url)`],
-    ['a join', 'scripts/x.mjs', `join(REPO, ${quoted(up, name)}, 'fixtures')`],
-    ['a join with double quotes', 'scripts/x.mjs', `path.join(repo, "${up}", "${name}")`],
+    ['a join', 'tools/x.mjs', `join(REPO, ${quoted(up, name)}, 'fixtures')`],
+    ['a join with double quotes', 'tools/x.mjs', `path.join(repo, "${up}", "${name}")`],
     ['the absolute path', 'bench/x.sh', `cp /work/${name}/fixtures/a .`],
-    ['a compat path outside the allowed files', 'scripts/x.sh', `tar xf ${beside}/compat/bash-4.2.tar.gz`],
+    ['a compat path outside the allowed files', 'tools/x.sh', `tar xf ${beside}/compat/bash-4.2.tar.gz`],
     ['a non-compat path in README.md', 'README.md', `see ${beside}/fixtures/bundles`],
-    ['a non-compat join in the old-shell script', 'scripts/old-shells.sh', `${quoted(up, name)}, 'x'`]
+    ['a non-compat join in the old-shell script', 'tools/old-shells.sh', `${quoted(up, name)}, 'x'`]
   ])('finds %s', (_name, path, text) => {
     const found = findMentions(path, `first line\n${text}\n`)
     expect(found).toHaveLength(1)
@@ -95,7 +95,7 @@ describe('the project stands alone', () => {
 
   it.each([
     ['README.md', `CI takes them from \`${beside}/compat\``],
-    ['scripts/old-shells.sh', `src=\${I2E_COMPAT_DIR:-$repo/${beside}/compat}`],
+    ['tools/old-shells.sh', `src=\${I2E_COMPAT_DIR:-$repo/${beside}/compat}`],
     ['.github/workflows/ci.yml', `mkdir -p ${beside}/compat`],
     ['src/x.ts', `const sharedState = '../shared-state'; join('..', 'shared-x')`]
   ])('allows the old-shell sources in %s, and names that only look alike', (path, text) => {

@@ -1,4 +1,4 @@
-// npm test (scripts/test.sh) runs jest with a private TMPDIR and fails the run when a test left
+// npm test (tools/test.sh) runs jest with a private TMPDIR and fails the run when a test left
 // anything in it: run for real on a one-test project that leaks a folder, and on one that does not.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from '@jest/globals'
 
-const wrapper = fileURLToPath(new URL('../scripts/test.sh', import.meta.url))
+const wrapper = fileURLToPath(new URL('../tools/test.sh', import.meta.url))
 const work = mkdtempSync(join(tmpdir(), 'i2e-test-command-'))
 afterAll(() => rmSync(work, { recursive: true, force: true }))
 
@@ -28,7 +28,7 @@ function runWrapper(name: string, body: string) {
   return { ...run, outer }
 }
 
-describe('npm test (scripts/test.sh)', () => {
+describe('npm test (tools/test.sh)', () => {
   it('fails a run whose tests all passed but left a folder in TMPDIR, names it, and removes it', () => {
     const run = runWrapper('leaks', "fs.mkdtempSync(path.join(os.tmpdir(), 'left-behind-'))")
     expect(run.stderr).toMatch(/Tests:\s+1 passed/)

@@ -1,7 +1,7 @@
 // The runner path (convert-on: runner) on a bundle made by make-bundle.sh: the decode alone
 // (parts from disk, SHA-1 of each part, AES-128-CBC, gunzip, sparse tar, 512 KiB blocks: the
 // CPU limit of this machine), then end to end into a local EBS direct endpoint that adds a delay
-// to every PutSnapshotBlock (scripts/ebs-latency.mjs), with the action's own block writer.
+// to every PutSnapshotBlock (tools/ebs-latency.mjs), with the action's own block writer.
 // Used by bench.mjs; runs alone too: node bench/runner-path.mjs BUNDLE_DIR
 // Needs the sources compiled into build/ (done here with tsc).
 import { spawn, spawnSync } from 'node:child_process'
@@ -54,7 +54,7 @@ async function once(modules, bundle, put) {
 async function startEndpointProcess(delayMs) {
   const child = spawn(
     process.execPath,
-    [join(REPO, 'scripts/ebs-latency.mjs'), '--delay-ms', String(delayMs)],
+    [join(REPO, 'tools/ebs-latency.mjs'), '--delay-ms', String(delayMs)],
     {
       stdio: ['ignore', 'pipe', 'inherit']
     }

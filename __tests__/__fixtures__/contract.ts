@@ -1,8 +1,8 @@
-// Holds every AWS request of the tests to the contract rules of scripts/aws-contract.mjs. A request
+// Holds every AWS request of the tests to the contract rules of tools/aws-contract.mjs. A request
 // that breaks a rule is answered with the rule's own message (as AWS would refuse it) and is also
 // remembered, so that the test that made it fails even if the code under test swallows the error
 // (see contract-setup.ts). A test that breaks a rule on purpose takes the violations itself.
-import { ContractViolation, checkRequest, type Violation } from '../../scripts/aws-contract.mjs'
+import { ContractViolation, checkRequest, type Violation } from '../../tools/aws-contract.mjs'
 
 interface ContractState {
   violations: Violation[]

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll } from '@jest/globals'
-import { makeRunnerFiles } from '../../scripts/runner-files.mjs'
+import { makeRunnerFiles } from '../../tools/runner-files.mjs'
 
 // The folders made for one test file, removed after its last test (passed or failed).
 const made: string[] = []

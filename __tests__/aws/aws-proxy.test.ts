@@ -1,4 +1,4 @@
-// scripts/aws-proxy.mjs, the proxy of the end-to-end run: it decodes what the real SDK clients put
+// tools/aws-proxy.mjs, the proxy of the end-to-end run: it decodes what the real SDK clients put
 // on the wire (EC2 query, SSM JSON, S3 REST), refuses a request that breaks a contract rule with the
 // rule's message in the service's own error format, and makes new resources lag as AWS does.
 import { createServer, type Server } from 'node:http'
@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { DescribeImagesCommand, EC2Client, RegisterImageCommand } from '@aws-sdk/client-ec2'
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm'
-import { RULES } from '../../scripts/aws-contract.mjs'
-import { decodeEc2Query, decodeS3, startProxy } from '../../scripts/aws-proxy.mjs'
+import { RULES } from '../../tools/aws-contract.mjs'
+import { decodeEc2Query, decodeS3, startProxy } from '../../tools/aws-proxy.mjs'
 
 const AMI = 'ami-0123456789abcdef0'
 let upstream: Server

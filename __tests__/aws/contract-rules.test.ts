@@ -3,7 +3,7 @@
 import { describe, expect, it } from '@jest/globals'
 import { RegisterImageCommand, EC2Client } from '@aws-sdk/client-ec2'
 import { mockClient } from 'aws-sdk-client-mock'
-import { checkRequest, RULES, ruleCounts } from '../../scripts/aws-contract.mjs'
+import { checkRequest, RULES, ruleCounts } from '../../tools/aws-contract.mjs'
 import { takeViolations } from '../__fixtures__/contract.js'
 
 describe('contract rules', () => {

@@ -1,5 +1,5 @@
 // Boot harness for the QEMU boot tests (reusable: any test that must show a disk boots).
-// - bootImages(): the cached bootable Debian images from scripts/boot-images.sh (built once).
+// - bootImages(): the cached bootable Debian images from tools/boot-images.sh (built once).
 // - bootQemu(): boots a raw disk (virtio, or NVMe as on Nitro) in qemu-system-x86_64 (TCG)
 //   through SeaBIOS and the disk's own boot loader, or with -kernel/-initrd/-append (the way
 //   pv-grub boots a paravirtual image), and waits for a marker line on the serial console, a
@@ -11,7 +11,7 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'nod
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export const bootImagesScript = fileURLToPath(new URL('../../scripts/boot-images.sh', import.meta.url))
+export const bootImagesScript = fileURLToPath(new URL('../../tools/boot-images.sh', import.meta.url))
 export const makeBundleScript = fileURLToPath(new URL('../../bench/make-bundle.sh', import.meta.url))
 
 export type BootImages = Record<string, string>
@@ -36,7 +36,7 @@ export function bootImages(timeoutMs = 30 * 60_000): BootImages {
     stdio: ['ignore', 'pipe', 'inherit']
   })
   if (run.status !== 0) {
-    throw new Error(`scripts/boot-images.sh failed (${run.status ?? run.signal}); see its messages above`)
+    throw new Error(`tools/boot-images.sh failed (${run.status ?? run.signal}); see its messages above`)
   }
   const env: BootImages = {}
   for (const line of run.stdout.split('\n')) {
@@ -52,7 +52,7 @@ export function bootImages(timeoutMs = 30 * 60_000): BootImages {
     'pv_xvda1_image',
     'pv_xvda1_marker'
   ]) {
-    if (!env[key]) throw new Error(`scripts/boot-images.sh printed no ${key}`)
+    if (!env[key]) throw new Error(`tools/boot-images.sh printed no ${key}`)
   }
   return env
 }

@@ -1,4 +1,4 @@
-// Does a converted image boot? Real Debian images (scripts/boot-images.sh), bundled with the
+// Does a converted image boot? Real Debian images (tools/boot-images.sh), bundled with the
 // project's bundler, converted by convert.sh as the helper runs it, booted in QEMU (TCG):
 // - hvm: onto a loop device (a volume, as on the helper), then SeaBIOS and the disk's own GRUB;
 // - paravirtual: onto a file with --finalize (the README's `npm run unbundle` way), then as

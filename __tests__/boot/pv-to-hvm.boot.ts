@@ -1,5 +1,5 @@
 // Paravirtual in, hvm out, booted for real: a paravirtual-style Debian image (bare ext4, menu.lst,
-// root=/dev/xvda1 on the kernel line and in fstab, no boot loader at all; scripts/boot-images.sh, pv-xvda1.img)
+// root=/dev/xvda1 on the kernel line and in fstab, no boot loader at all; tools/boot-images.sh, pv-xvda1.img)
 // is bundled the way ec2-bundle-image does (bench/make-bundle.sh), converted by convert.sh
 // --output-virtualization-type hvm onto a disk file, and booted in QEMU through SeaBIOS and the
 // GRUB 2 that the conversion installed (no -kernel), from an NVMe disk as on Nitro. Controls: the

@@ -1,4 +1,4 @@
-// "Same bytes both ways" on the boot suite's real Debian images (scripts/boot-images.sh, bundled
+// "Same bytes both ways" on the boot suite's real Debian images (tools/boot-images.sh, bundled
 // by bench/make-bundle.sh as converted-images.boot.ts bundles them): each bundle goes through the
 // runner path (the committed dist/index.js against moto, convert-on: runner) and through the
 // helper path's convert.sh --finalize (a loop device, as on a volume); the snapshot read back
@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs'
-import { CREDENTIALS, EmulatorSession, instanceStoreAmi, REGION } from '../../scripts/emulator-session.mjs'
+import { CREDENTIALS, EmulatorSession, instanceStoreAmi, REGION } from '../../tools/emulator-session.mjs'
 import { extFile, helperPathSha256, withoutInstanceStore } from '../__fixtures__/tidied-image.js'
 import { type BootImages, bootImages, cachedBundle } from './boot-harness.js'
 

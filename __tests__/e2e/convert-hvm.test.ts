@@ -6,7 +6,7 @@
 import { closeSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
-import { EmulatorSession, instanceStoreAmi } from '../../scripts/emulator-session.mjs'
+import { EmulatorSession, instanceStoreAmi } from '../../tools/emulator-session.mjs'
 import { scratch, type Scratch } from '../scripts/convert-harness.js'
 import { bundlePvImage } from '../scripts/pv-image.js'
 

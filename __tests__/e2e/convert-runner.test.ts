@@ -25,7 +25,7 @@ import {
   withoutInstanceStore
 } from '../__fixtures__/tidied-image.js'
 // @ts-expect-error plain JS module without types
-import { startEbsEndpoint } from '../../scripts/ebs-latency.mjs'
+import { startEbsEndpoint } from '../../tools/ebs-latency.mjs'
 import {
   CREDENTIALS,
   EmulatorSession,
@@ -34,7 +34,7 @@ import {
   instanceStoreAmi,
   REGION,
   waitUntil
-} from '../../scripts/emulator-session.mjs'
+} from '../../tools/emulator-session.mjs'
 
 const BUCKET = 'i2e-e2e-runner'
 const GOOD_AMI = 'ami-0a1b2c3d4e5f60719'

@@ -18,7 +18,7 @@ import {
   instanceStoreAmi,
   type RunnerStep,
   waitUntil
-} from '../../scripts/emulator-session.mjs'
+} from '../../tools/emulator-session.mjs'
 
 const BUCKET = 'i2e-e2e-bundles'
 const GOOD_AMI = 'ami-0a1b2c3d4e5f60718'
@@ -288,7 +288,7 @@ suite(title, () => {
     CONVERT_TIMEOUT_MS
   )
 
-  // Runs last: what scripts/aws-proxy.mjs saw of every request dist/index.js sent in this suite.
+  // Runs last: what tools/aws-proxy.mjs saw of every request dist/index.js sent in this suite.
   it('sent only requests that keep the AWS contract rules, and waited through NotFound and pending states', async () => {
     const report = await session.proxyReport()
     const served = Object.fromEntries(Object.entries(report.served).map(([k, v]) => [k, v.length]))

@@ -1,4 +1,4 @@
-// The SSM stand-in (scripts/ssm-standin.mjs) against a real moto: commands really run, their
+// The SSM stand-in (tools/ssm-standin.mjs) against a real moto: commands really run, their
 // output and exit code come back through the SDK as from SSM, and attached volumes are devices.
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'

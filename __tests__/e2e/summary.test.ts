@@ -5,7 +5,7 @@
 // UPDATE_SUMMARY_FIXTURES=1 rewrites the expected files (review the diff before committing).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
-import { EmulatorSession, FIXTURE_DIR, instanceStoreAmi } from '../../scripts/emulator-session.mjs'
+import { EmulatorSession, FIXTURE_DIR, instanceStoreAmi } from '../../tools/emulator-session.mjs'
 
 const BUCKET = 'i2e-e2e-summary'
 const GOOD_AMI = 'ami-0a1b2c3d4e5f60718'

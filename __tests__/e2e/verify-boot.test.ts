@@ -1,6 +1,6 @@
 // verify-boot end to end: the committed dist/index.js, run as the runner runs it, converts the real
 // hvm-mbr bundle on the emulator and then boot-checks the new AMI. moto answers every instance with
-// both status checks ok and a fixed console, so EC2 goes through scripts/ec2-boot-standin.mjs,
+// both status checks ok and a fixed console, so EC2 goes through tools/ec2-boot-standin.mjs,
 // which serves status checks and console text per AMI name (and refuses Latest on Xen types, as
 // EC2 does). Every path is checked for leftovers by listing the emulator's resources, and the test
 // instance itself is looked up: it must be terminated, also after SIGKILL of main and then post.
@@ -16,7 +16,7 @@ import {
   type Inventory,
   instanceStoreAmi,
   waitUntil
-} from '../../scripts/emulator-session.mjs'
+} from '../../tools/emulator-session.mjs'
 
 const BUCKET = 'i2e-e2e-boot'
 const SOURCE_AMI = 'ami-0b007c4ec0ffee123'
@@ -89,7 +89,7 @@ const errors = (r: ActionResult): string =>
 
 /**
  * What exists now that did not before. moto's RegisterImage ignores the block device mapping and
- * makes a snapshot of its own ("Auto-created snapshot for AMI ami-…", see scripts/EMULATOR.md),
+ * makes a snapshot of its own ("Auto-created snapshot for AMI ami-…", see tools/EMULATOR.md),
  * which EC2 would not: those of the run's AMIs are left out. The run's own snapshot is not.
  */
 async function leftovers(before: Inventory, amiIds: (string | undefined)[] = []): Promise<Inventory> {

@@ -15,16 +15,15 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 const script = fileURLToPath(new URL('../../src/scripts/ssm-get-parameter.rb', import.meta.url))
-const emulator = fileURLToPath(new URL('../../scripts/emulator.sh', import.meta.url))
+const emulator = fileURLToPath(new URL('../../tools/emulator.sh', import.meta.url))
 const run = promisify(execFile)
 const ruby = spawnSync('ruby', ['--version']).status === 0
 if (!ruby) {
   if (process.env.CI === 'true')
-    it('ruby is installed (CI requires it: scripts/setup.sh installs it)', () => {
+    it('ruby is installed (CI requires it: tools/setup.sh installs it)', () => {
       throw new Error('ruby is not installed')
     })
-  else
-    console.warn('SKIPPED: ssm-get-parameter.rb tests: ruby is not installed (scripts/setup.sh installs it)')
+  else console.warn('SKIPPED: ssm-get-parameter.rb tests: ruby is not installed (tools/setup.sh installs it)')
 }
 const maybe = ruby ? describe : describe.skip
 

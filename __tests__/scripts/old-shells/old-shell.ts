@@ -1,7 +1,7 @@
 // The old-shell suites: the tests of the scripts that run on SOURCE instances (bundle.sh,
 // bundle-checks.sh, common.sh) and of convert.sh, run again with the bash of the oldest targets, and the SSM
 // command text that starts them run with dash (Ubuntu's /bin/sh, which the SSM agent uses).
-// The shells come from scripts/old-shells.sh (built once per machine into a cache outside the
+// The shells come from tools/old-shells.sh (built once per machine into a cache outside the
 // repository). Under CI=true a missing shell fails; elsewhere the suite says loudly it skipped.
 import { describe, expect, it } from '@jest/globals'
 import { spawnSync } from 'node:child_process'
@@ -17,9 +17,9 @@ const repo = fileURLToPath(new URL('../../../', import.meta.url))
 export type OldShell = { path: string } | { missing: string }
 
 export function oldShell(version: '4.2' | '4.3'): OldShell {
-  const out = spawnSync('bash', [join(repo, 'scripts/old-shells.sh'), 'path', version], { encoding: 'utf8' })
+  const out = spawnSync('bash', [join(repo, 'tools/old-shells.sh'), 'path', version], { encoding: 'utf8' })
   if (out.status === 0) return { path: out.stdout.trim() }
-  return { missing: out.stderr.trim() || `scripts/old-shells.sh path ${version} exited ${out.status}` }
+  return { missing: out.stderr.trim() || `tools/old-shells.sh path ${version} exited ${out.status}` }
 }
 
 const dash = (): string | undefined => {
@@ -33,7 +33,7 @@ export async function underOldBash(version: '4.2' | '4.3'): Promise<void> {
   if ('missing' in shell) {
     const why = `bash ${version} is not available: ${shell.missing}`
     if (process.env.CI === 'true') {
-      it(`bash ${version} is built (CI requires it: bash scripts/old-shells.sh build)`, () => {
+      it(`bash ${version} is built (CI requires it: bash tools/old-shells.sh build)`, () => {
         throw new Error(why)
       })
     } else {

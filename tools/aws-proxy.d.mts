@@ -1,4 +1,4 @@
-// Types for scripts/aws-proxy.mjs (run by scripts/emulator-session.mjs, tested in TypeScript).
+// Types for tools/aws-proxy.mjs (run by tools/emulator-session.mjs, tested in TypeScript).
 import type { Server } from 'node:http'
 
 // biome-ignore lint/suspicious/noExplicitAny: decoded requests of many operations

@@ -1,4 +1,4 @@
-// Prints the README's inputs and outputs tables from action.yml (`node scripts/readme-tables.mjs`).
+// Prints the README's inputs and outputs tables from action.yml (`node tools/readme-tables.mjs`).
 // __tests__/readme.test.ts fails when the README's tables and action.yml disagree.
 import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'

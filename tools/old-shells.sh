@@ -4,8 +4,8 @@
 # ../shared/compat (bash-4.2.tar.gz, bash-4.3.tar.gz). This is the ONE file of the project that
 # reads outside the repository: nothing else, at build, test or run time, may depend on it.
 #
-#   bash scripts/old-shells.sh build [4.2 4.3]   build what is missing (about 40 s each on 2 cores)
-#   bash scripts/old-shells.sh path VERSION      print the built bash's path; exit 1 and say why when
+#   bash tools/old-shells.sh build [4.2 4.3]   build what is missing (about 40 s each on 2 cores)
+#   bash tools/old-shells.sh path VERSION      print the built bash's path; exit 1 and say why when
 #                                                there is none (no sources, or not built yet)
 #
 # The build goes into a cache outside the repository, keyed by the tarball's SHA-256:
@@ -98,8 +98,8 @@ build)
 path)
   version=${2:?usage: old-shells.sh path VERSION}
   dir=$(target "$version")
-  [[ -x $dir/bash ]] || die "bash $version is not built yet: run bash scripts/old-shells.sh build"
-  verify "$dir/bash" "$version" || die "$dir/bash is broken: remove $dir and run bash scripts/old-shells.sh build"
+  [[ -x $dir/bash ]] || die "bash $version is not built yet: run bash tools/old-shells.sh build"
+  verify "$dir/bash" "$version" || die "$dir/bash is broken: remove $dir and run bash tools/old-shells.sh build"
   printf '%s\n' "$dir/bash"
   ;;
 *) die "usage: old-shells.sh build [VERSION...] | path VERSION" ;;

@@ -1,11 +1,11 @@
-// SSM stand-in for the end-to-end tests: test infrastructure, not product (see scripts/EMULATOR.md).
+// SSM stand-in for the end-to-end tests: test infrastructure, not product (see tools/EMULATOR.md).
 //
 // moto records SSM Run Command but executes nothing (always Success, empty output) and lacks
 // DescribeInstanceInformation, ListCommandInvocations and CancelCommand. Point AWS_ENDPOINT_URL_SSM
 // here: this server answers those calls and AWS-RunShellScript by really running the commands on
 // this machine the way the SSM agent does, and forwards every other SSM request to moto unchanged.
 //
-//   node scripts/ssm-standin.mjs            (I2E_MOTO_URL names moto; prints AWS_ENDPOINT_URL_SSM=…)
+//   node tools/ssm-standin.mjs            (I2E_MOTO_URL names moto; prints AWS_ENDPOINT_URL_SSM=…)
 //   import { startStandin } from './ssm-standin.mjs'   (the same, in-process; returns { url, close })
 //
 // How the agent runs a command, and so how this runs it (amazon-ssm-agent at commit 1c217c8, 2024):
@@ -163,7 +163,7 @@ function devOverlay(o) {
 export async function startStandin(options = {}) {
   const env = process.env
   const motoUrl = (options.motoUrl ?? env.I2E_MOTO_URL ?? '').replace(/\/$/, '')
-  if (!motoUrl) throw new Error('set I2E_MOTO_URL to the moto server (scripts/emulator.sh start prints it)')
+  if (!motoUrl) throw new Error('set I2E_MOTO_URL to the moto server (tools/emulator.sh start prints it)')
   const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1'
   const credentials = {
     accessKeyId: env.AWS_ACCESS_KEY_ID ?? 'testing',

@@ -3,7 +3,7 @@
 //   - proxy: forwards every request to a real emulator (moto) after the delay;
 //   - sink: answers StartSnapshot, PutSnapshotBlock and CompleteSnapshot itself, checking each
 //     block's SHA-256 as EBS does, and keeps only the digests (for throughput measurements).
-// Use from code (startEbsEndpoint) or run it: node scripts/ebs-latency.mjs --delay-ms 20 [--target URL]
+// Use from code (startEbsEndpoint) or run it: node tools/ebs-latency.mjs --delay-ms 20 [--target URL]
 // (prints AWS_ENDPOINT_URL_EBS=http://127.0.0.1:PORT).
 import { createHash } from 'node:crypto'
 import { createServer } from 'node:http'

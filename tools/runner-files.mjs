@@ -1,6 +1,6 @@
 // The files the Actions runner hands a JavaScript action's step (GITHUB_STATE, GITHUB_OUTPUT,
 // GITHUB_STEP_SUMMARY) and how to read back what the action wrote to them. Shared by the emulated
-// runner of the end-to-end run (scripts/emulator-session.mjs) and the unit tests' fixture
+// runner of the end-to-end run (tools/emulator-session.mjs) and the unit tests' fixture
 // (__tests__/__fixtures__/runner-files.ts).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'

@@ -3,8 +3,8 @@
 // into an EBS-backed AMI and prints, as its last line, ami-id=<the new AMI id>.
 //
 // What runs where:
-//   - moto (scripts/emulator.sh) answers EC2, S3 and SSM; it executes no remote commands itself;
-//   - the SSM stand-in (scripts/ssm-standin.mjs) runs the action's AWS-RunShellScript commands
+//   - moto (tools/emulator.sh) answers EC2, S3 and SSM; it executes no remote commands itself;
+//   - the SSM stand-in (tools/ssm-standin.mjs) runs the action's AWS-RunShellScript commands
 //     (the real convert.sh) on THIS machine, with the new volume as a loop device: so, root;
 //   - the committed dist/index.js runs as the `main` and then the `post` step of a job.
 import { spawnSync } from 'node:child_process'
@@ -39,7 +39,7 @@ const fail = (message) => {
 if (!process.env.I2E_DEMO_PREPARED) {
   say('instance-to-ebs demo: convert an instance-store AMI into an EBS-backed AMI on a local AWS emulator.')
   say('  - The emulator (moto) answers the EC2, S3 and SSM APIs; it executes no remote commands itself.')
-  say('  - The SSM stand-in (scripts/ssm-standin.mjs) runs the convert script that the action sends')
+  say('  - The SSM stand-in (tools/ssm-standin.mjs) runs the convert script that the action sends')
   say('    through SSM Run Command locally, on this machine, with the new EBS volume as a loop device.')
   say('  - The bundle is a real ec2-bundle-image bundle (test key, not a secret) in an emulated bucket.')
   say()
@@ -65,13 +65,13 @@ if (!process.env.I2E_DEMO_PREPARED) {
     !existsSync(join(process.env.I2E_MOTO_ROOT ?? join(cache, 'moto-root'), '.instance-to-ebs-complete'))
   say(
     fresh
-      ? 'Preparing (scripts/setup.sh): a first run installs npm packages and the moto emulator into a cache (about 1-3 minutes)...'
-      : 'Checking prerequisites (scripts/setup.sh)...'
+      ? 'Preparing (tools/setup.sh): a first run installs npm packages and the moto emulator into a cache (about 1-3 minutes)...'
+      : 'Checking prerequisites (tools/setup.sh)...'
   )
   const setupStarted = Date.now()
-  const setup = spawnSync('bash', [join(REPO, 'scripts', 'setup.sh')], { stdio: 'inherit' })
+  const setup = spawnSync('bash', [join(REPO, 'tools', 'setup.sh')], { stdio: 'inherit' })
   if (setup.status !== 0) {
-    fail(`scripts/setup.sh failed (exit ${setup.status ?? setup.signal}); see above`)
+    fail(`tools/setup.sh failed (exit ${setup.status ?? setup.signal}); see above`)
     process.exit()
   }
   say(`Prepared in ${seconds(setupStarted)}.`)

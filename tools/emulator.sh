@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Provides the moto AWS emulator for the demo and the end-to-end tests (see scripts/EMULATOR.md).
+# Provides the moto AWS emulator for the demo and the end-to-end tests (see tools/EMULATOR.md).
 #
-#   scripts/emulator.sh install   put moto (Debian sid's python3-moto) in a cached debootstrap root
-#   scripts/emulator.sh start     start (or reuse) a server; prints I2E_MOTO_URL=... and nothing else
-#   scripts/emulator.sh stop      stop the server this state file recorded (idempotent)
-#   scripts/emulator.sh status    say whether it runs; exit 0 if it answers, 3 if not
+#   tools/emulator.sh install   put moto (Debian sid's python3-moto) in a cached debootstrap root
+#   tools/emulator.sh start     start (or reuse) a server; prints I2E_MOTO_URL=... and nothing else
+#   tools/emulator.sh stop      stop the server this state file recorded (idempotent)
+#   tools/emulator.sh status    say whether it runs; exit 0 if it answers, 3 if not
 #
 # Environment:
 #   I2E_MOTO_URL         a running moto to use instead (e.g. moto's container image on a laptop)

@@ -1,8 +1,8 @@
 // An HTTP proxy in front of the emulator for the end-to-end run (started by
-// scripts/emulator-session.mjs): the action's AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SSM point here.
+// tools/emulator-session.mjs): the action's AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SSM point here.
 //
 // 1. It decodes every request dist/index.js really sends (EC2 query, SSM JSON, S3 REST) into the
-//    SDK's shape and checks it with the contract rules of scripts/aws-contract.mjs. A request that
+//    SDK's shape and checks it with the contract rules of tools/aws-contract.mjs. A request that
 //    breaks one is refused the way AWS refuses it (400, the service's error format) and remembered:
 //    GET /_proxy/report lists the violations, which the e2e suite requires to be none.
 // 2. It adds the time AWS takes, which moto does not: a volume, snapshot or AMI just created answers
@@ -11,7 +11,7 @@
 //    progress) before moto's real one, so every waiting path of the action is exercised. The phases
 //    are counted in Describe calls, not in time, so that the run stays short and deterministic.
 //
-//   node scripts/aws-proxy.mjs   (I2E_MOTO_URL: moto; I2E_SSM_URL: the SSM stand-in; prints AWS_PROXY_URL=…)
+//   node tools/aws-proxy.mjs   (I2E_MOTO_URL: moto; I2E_SSM_URL: the SSM stand-in; prints AWS_PROXY_URL=…)
 import { createServer } from 'node:http'
 import { pathToFileURL } from 'node:url'
 import { checkRequest } from './aws-contract.mjs'

@@ -1,4 +1,4 @@
-// Types for scripts/emulator-session.mjs (used by the demo as JavaScript, by the e2e tests as TypeScript).
+// Types for tools/emulator-session.mjs (used by the demo as JavaScript, by the e2e tests as TypeScript).
 import type { ChildProcess } from 'node:child_process'
 import type { EC2Client } from '@aws-sdk/client-ec2'
 import type { S3Client } from '@aws-sdk/client-s3'
@@ -103,7 +103,7 @@ export class EmulatorSession {
   ebsDirectOnly?: boolean
   standinUrl: string
   standinLog: string
-  /** The contract proxy (scripts/aws-proxy.mjs) the action talks to. */
+  /** The contract proxy (tools/aws-proxy.mjs) the action talks to. */
   proxyUrl: string
   proxyLog: string
   proxyReport(): Promise<ProxyReport>

@@ -34,15 +34,15 @@ if [[ ! -x node_modules/.bin/jest || package-lock.json -nt node_modules/.package
 fi
 
 # bash 4.2 and 4.3, the shells of the oldest source instances, for the old-shell test suites
-# (built once per machine into a cache; scripts/old-shells.sh is the one file that reads their
+# (built once per machine into a cache; tools/old-shells.sh is the one file that reads their
 # sources, which CI keeps beside the clone). CI requires them; elsewhere those suites say they were skipped.
 if [[ ${CI:-} == true ]]; then
-  bash scripts/old-shells.sh build
-elif ! bash scripts/old-shells.sh build; then
+  bash tools/old-shells.sh build
+elif ! bash tools/old-shells.sh build; then
   echo 'setup: note: no old shells; the bash 4.2/4.3 test suites will be skipped' >&2
 fi
 
-# The emulator for the end-to-end tests and the demo. scripts/emulator.sh start takes, in order, a
+# The emulator for the end-to-end tests and the demo. tools/emulator.sh start takes, in order, a
 # server named by I2E_MOTO_URL, a working moto_server on PATH, else the cached root: install the
 # root (once, into a cache outside the repository; reused afterwards) only when it will be used.
 emulator_started=$SECONDS
@@ -52,7 +52,7 @@ if [[ $source != root && -n ${I2E_MOTO_URL:-} ]] && curl -fsS --max-time 3 -o /d
 elif [[ $source == auto || $source == path ]] && command -v moto_server >/dev/null && moto_server --help >/dev/null 2>&1; then
   echo "setup: emulator: moto_server on PATH ($(command -v moto_server))"
 else
-  bash scripts/emulator.sh install
+  bash tools/emulator.sh install
   echo "setup: emulator: the cached moto root, ready in $((SECONDS - emulator_started)) s"
 fi
 # The end-to-end tests and the demo give the convert script loop devices: that needs root.

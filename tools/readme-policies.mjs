@@ -1,4 +1,4 @@
-// The README's policy blocks, from policies/*.json. `node scripts/readme-policies.mjs` rewrites
+// The README's policy blocks, from policies/*.json. `node tools/readme-policies.mjs` rewrites
 // them in README.md (between <!-- policy:NAME:start --> and <!-- policy:NAME:end -->);
 // __tests__/policies.test.ts fails when they differ from the files.
 import { readFileSync, writeFileSync } from 'node:fs'

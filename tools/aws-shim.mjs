@@ -1,4 +1,4 @@
-// A tiny `aws` command for scripts run by the SSM stand-in (scripts/ssm-standin.mjs), which puts a
+// A tiny `aws` command for scripts run by the SSM stand-in (tools/ssm-standin.mjs), which puts a
 // wrapper named `aws` first on their PATH. It talks to the emulator through the SDK's own endpoint
 // variables (AWS_ENDPOINT_URL …) and knows only what our instance scripts call:
 //   aws s3 cp s3://BUCKET/KEY -|FILE          aws s3 cp FILE|- s3://BUCKET/KEY

@@ -1,4 +1,4 @@
-// Types for scripts/runner-files.mjs (used by scripts/emulator-session.mjs as JavaScript, by the tests as TypeScript).
+// Types for tools/runner-files.mjs (used by tools/emulator-session.mjs as JavaScript, by the tests as TypeScript).
 export interface StepFiles {
   GITHUB_STATE: string
   GITHUB_OUTPUT: string

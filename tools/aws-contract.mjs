@@ -1,6 +1,6 @@
 // The documented constraints of every AWS request instance-to-ebs makes, as rules that the test
 // doubles enforce: the mocked clients of the unit tests (__tests__/__fixtures__/contract-setup.ts)
-// and the HTTP proxy in front of moto in the end-to-end run (scripts/aws-proxy.mjs). moto and the
+// and the HTTP proxy in front of moto in the end-to-end run (tools/aws-proxy.mjs). moto and the
 // mocks accept almost anything; AWS does not. Each rule quotes the sentence of the AWS reference it
 // comes from, and carries a request that keeps it and one that breaks it (tested one by one in
 // __tests__/aws/contract-rules.test.ts).

@@ -1,6 +1,6 @@
-// One local "AWS account" for the demo (scripts/demo.mjs) and the end-to-end tests
-// (__tests__/e2e/convert.test.ts): the moto emulator (scripts/emulator.sh) seeded with
-// instance-store AMIs, the SSM stand-in (scripts/ssm-standin.mjs) in front of moto's SSM, the real
+// One local "AWS account" for the demo (tools/demo.mjs) and the end-to-end tests
+// (__tests__/e2e/convert.test.ts): the moto emulator (tools/emulator.sh) seeded with
+// instance-store AMIs, the SSM stand-in (tools/ssm-standin.mjs) in front of moto's SSM, the real
 // bundle fixture in an emulated bucket, a running EBS-backed helper instance; then the committed
 // dist/index.js run as the Actions runner runs it (INPUT_* variables, GITHUB_* files, STATE_* for
 // post), and an inventory of what exists, to check for leftovers without trusting the action's log.
@@ -38,9 +38,9 @@ export const ACCOUNT = '123456789012'
 export const CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' }
 export const HELPER_AMI_ID = 'ami-0e5e1c0de0a1b2c3d'
 
-const EMULATOR_SH = join(REPO, 'scripts', 'emulator.sh')
-const STANDIN = join(REPO, 'scripts', 'ssm-standin.mjs')
-const PROXY = join(REPO, 'scripts', 'aws-proxy.mjs')
+const EMULATOR_SH = join(REPO, 'tools', 'emulator.sh')
+const STANDIN = join(REPO, 'tools', 'ssm-standin.mjs')
+const PROXY = join(REPO, 'tools', 'aws-proxy.mjs')
 
 /** An AMI of ours in moto's MOTO_AMIS_PATH format: what they all have, then its own fields. */
 const motoAmi = (own) => ({
@@ -208,7 +208,7 @@ export class RunnerStep {
 export class EmulatorSession {
   constructor({ amis = [], log = () => {}, bootStandin = false } = {}) {
     this.amis = amis
-    /** Route EC2 through scripts/ec2-boot-standin.mjs (status checks and console per AMI name). */
+    /** Route EC2 through tools/ec2-boot-standin.mjs (status checks and console per AMI name). */
     this.wantBootStandin = bootStandin
     this.bootStandin = undefined
     this.log = log
@@ -217,7 +217,7 @@ export class EmulatorSession {
     this.motoUrl = ''
     this.standinUrl = ''
     this.standinLog = ''
-    /** scripts/aws-proxy.mjs: checks every request of the action against the contract rules, adds AWS's delays. */
+    /** tools/aws-proxy.mjs: checks every request of the action against the contract rules, adds AWS's delays. */
     this.proxyUrl = ''
     this.proxyLog = ''
     /** True when the stand-in can give commands loop devices (root); the convert needs it. */
@@ -246,7 +246,7 @@ export class EmulatorSession {
       onStderr: (s) => this.log(s.trimEnd())
     })
     this.motoUrl = /^I2E_MOTO_URL=(.+)$/m.exec(stdout)?.[1] ?? ''
-    if (!this.motoUrl) throw new Error(`scripts/emulator.sh start printed no I2E_MOTO_URL: ${stdout}`)
+    if (!this.motoUrl) throw new Error(`tools/emulator.sh start printed no I2E_MOTO_URL: ${stdout}`)
     const clientOptions = { endpoint: this.motoUrl, region: REGION, credentials: CREDENTIALS }
     this.ec2 = new EC2Client(clientOptions)
     this.s3 = new S3Client({ ...clientOptions, forcePathStyle: true })

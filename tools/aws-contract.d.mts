@@ -1,4 +1,4 @@
-// Types for scripts/aws-contract.mjs (used by scripts/aws-proxy.mjs as JavaScript, by the tests as TypeScript).
+// Types for tools/aws-contract.mjs (used by tools/aws-proxy.mjs as JavaScript, by the tests as TypeScript).
 // biome-ignore lint/suspicious/noExplicitAny: requests of many operations, read loosely by the rules
 type Input = Record<string, any>
 
