@@ -50,34 +50,9 @@ reread_partitions() {
 # the largest partition holding a Linux root filesystem (bootable wins a tie), or the whole
 # target when it holds a bare filesystem.
 find_root() {
-  local label sector best_size line number start size type bytes
-  partition_table=none root_number='' root_offset=0 root_size=$image_size root_type=''
-  if sfdisk -d "$target" >"$work/table" 2>/dev/null && grep -q '^label:' "$work/table"; then
-    label=$(sed -n 's/^label: *//p' "$work/table")
-    case $label in
-    dos) partition_table=mbr ;;
-    gpt) partition_table=gpt ;;
-    *) fail "unsupported partition table '$label' on $target" ;;
-    esac
-    sector=$(sed -n 's/^sector-size: *//p' "$work/table")
-    sector=${sector:-512}
-    best_size=0
-    while IFS= read -r line; do
-      [[ $line =~ ^([^[:space:]]*[^0-9])([0-9]+)[[:space:]]*:.*start=[[:space:]]*([0-9]+),[[:space:]]*size=[[:space:]]*([0-9]+) ]] || continue
-      number=${BASH_REMATCH[2]} start=${BASH_REMATCH[3]} size=${BASH_REMATCH[4]}
-      type=$(blkid -p -O $((start * sector)) -S $((size * sector)) -o value -s TYPE "$target" 2>/dev/null || true)
-      [[ $type =~ ^(ext2|ext3|ext4|xfs|btrfs)$ ]] || continue
-      bytes=$((size * sector))
-      [[ $line == *bootable* ]] && bytes=$((bytes + 1))
-      if ((bytes > best_size)); then
-        best_size=$bytes root_number=$number root_offset=$((start * sector)) root_size=$((size * sector)) root_type=$type
-      fi
-    done <"$work/table"
-    [[ -n $root_number ]] || fail "no partition on $target holds a Linux filesystem (ext2/3/4, xfs, btrfs): the image is not a Linux root disk"
-  else
-    root_type=$(blkid -p -o value -s TYPE "$target" 2>/dev/null || true)
-    [[ -n $root_type ]] || fail "$target has neither a partition table nor a filesystem after writing: the image is not a disk or filesystem image"
-  fi
+  find_disk_root "$target" "$work" # tidy-fstab.sh
+  root_size=${root_size:-$image_size}
+  [[ -n $root_type ]] || fail "$target has neither a partition table nor a filesystem after writing: the image is not a disk or filesystem image"
   result partition_table "$partition_table"
   result root_partition "${root_number:-none}"
   result root_partition_offset_bytes "$root_offset"

@@ -264,6 +264,41 @@ tidy_root() {
   tidy_fstab "$1" "$2"
 }
 
+# find_disk_root DISK WORK: the root filesystem of a disk image or device, found as convert.sh
+# finds it on the helper and the runner finds it in its image: the largest partition holding a
+# Linux filesystem (bootable wins a tie), or the whole DISK when it holds a bare filesystem. Sets
+# partition_table (mbr, gpt or none), root_number (empty for a bare filesystem), root_offset and
+# root_size (bytes; no size for a bare filesystem) and root_type (blkid's TYPE; empty if none).
+# shellcheck disable=SC2034 # root_size and root_type: read by convert-finalize.sh
+find_disk_root() {
+  local disk=$1 work=$2 label sector best=0 line number start size type bytes
+  partition_table=none root_number='' root_offset=0 root_size='' root_type=''
+  if sfdisk -d "$disk" >"$work/table" 2>/dev/null && grep -q '^label:' "$work/table"; then
+    label=$(sed -n 's/^label: *//p' "$work/table")
+    case $label in
+    dos) partition_table=mbr ;;
+    gpt) partition_table=gpt ;;
+    *) fail "unsupported partition table '$label' on $disk" ;;
+    esac
+    sector=$(sed -n 's/^sector-size: *//p' "$work/table")
+    sector=${sector:-512}
+    while IFS= read -r line; do
+      [[ $line =~ ^([^[:space:]]*[^0-9])([0-9]+)[[:space:]]*:.*start=[[:space:]]*([0-9]+),[[:space:]]*size=[[:space:]]*([0-9]+) ]] || continue
+      number=${BASH_REMATCH[2]} start=${BASH_REMATCH[3]} size=${BASH_REMATCH[4]}
+      type=$(blkid -p -O $((start * sector)) -S $((size * sector)) -o value -s TYPE "$disk" 2>/dev/null || true)
+      [[ $type =~ ^(ext2|ext3|ext4|xfs|btrfs)$ ]] || continue
+      bytes=$((size * sector))
+      [[ $line == *bootable* ]] && bytes=$((bytes + 1))
+      if ((bytes > best)); then
+        best=$bytes root_number=$number root_offset=$((start * sector)) root_size=$((size * sector)) root_type=$type
+      fi
+    done <"$work/table"
+    [[ -n $root_number ]] || fail "no partition on $disk holds a Linux filesystem (ext2/3/4, xfs, btrfs): the image is not a Linux root disk"
+  else
+    root_type=$(blkid -p -o value -s TYPE "$disk" 2>/dev/null || true)
+  fi
+}
+
 # ---------------------------------------------------------------- standalone (the runner)
 
 tidy_main() {
@@ -296,29 +331,8 @@ tidy_main() {
 
   local table=none number='' type
   if [[ -z $offset ]]; then
-    offset=0
-    if sfdisk -d "$image" >"$work/table" 2>/dev/null && grep -q '^label:' "$work/table"; then
-      case $(sed -n 's/^label: *//p' "$work/table") in
-      dos) table=mbr ;;
-      gpt) table=gpt ;;
-      *) fail "unsupported partition table on $image" ;;
-      esac
-      local sector best=0 line part start size bytes
-      sector=$(sed -n 's/^sector-size: *//p' "$work/table")
-      sector=${sector:-512}
-      while IFS= read -r line; do
-        [[ $line =~ ^([^[:space:]]*[^0-9])([0-9]+)[[:space:]]*:.*start=[[:space:]]*([0-9]+),[[:space:]]*size=[[:space:]]*([0-9]+) ]] || continue
-        part=${BASH_REMATCH[2]} start=${BASH_REMATCH[3]} size=${BASH_REMATCH[4]}
-        type=$(blkid -p -O $((start * sector)) -S $((size * sector)) -o value -s TYPE "$image" 2>/dev/null || true)
-        [[ $type =~ ^(ext2|ext3|ext4|xfs|btrfs)$ ]] || continue
-        bytes=$((size * sector))
-        [[ $line == *bootable* ]] && bytes=$((bytes + 1))
-        if ((bytes > best)); then
-          best=$bytes number=$part offset=$((start * sector))
-        fi
-      done <"$work/table"
-      [[ -n $number ]] || fail "no partition of $image holds a Linux filesystem (ext2/3/4, xfs, btrfs): the image is not a Linux root disk"
-    fi
+    find_disk_root "$image" "$work"
+    table=$partition_table number=$root_number offset=$root_offset
   fi
   type=$(blkid -p -O "$offset" -o value -s TYPE "$image" 2>/dev/null || true)
   result partition_table "$table"
