@@ -29,6 +29,10 @@
 #
 # Sourced by convert.sh, which calls tidy_root DEVICE WORKDIR for ext filesystems, and
 # tidy_root MOUNT_DIR WORKDIR for the others and for images made hvm (which it mounts anyway).
+#
+# Over 300 lines because it is the whole of one job in two settings (sourced on the helper, run
+# alone on the runner), and each file operation exists twice, through debugfs and on a mount;
+# tidy_facts is over 60 because the kernel, boot loader and initramfs facts feed one another.
 set -euo pipefail
 
 TIDY_BACKUP=/etc/fstab.instance-to-ebs.bak
