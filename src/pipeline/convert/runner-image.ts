@@ -13,6 +13,7 @@ import { SNAPSHOT_BLOCK_BYTES, type SnapshotBlockWriter } from '../../aws/snapsh
 import { scripts } from '../../scripts/index.js'
 import type { RunContext } from '../context.js'
 import { cliQuote, type Removal } from '../removal.js'
+import { Input } from '../../settings/inputs.js'
 
 const ZERO_BLOCK = Buffer.alloc(SNAPSHOT_BLOCK_BYTES)
 
@@ -93,7 +94,7 @@ export class RunnerImage {
   static async create(ctx: RunContext, bytes: number): Promise<RunnerImage> {
     if (process.platform !== 'linux')
       throw new Error(
-        `convert-on: runner needs a Linux runner (this one is ${process.platform}): the image's /etc/fstab is tidied with e2fsprogs' debugfs; use convert-on: helper`
+        `${Input.ConvertOn}: runner needs a Linux runner (this one is ${process.platform}): the image's /etc/fstab is tidied with e2fsprogs' debugfs; use ${Input.ConvertOn}: helper`
       )
     const parent = process.env.RUNNER_TEMP || tmpdir()
     const dir = mkdtempSync(join(parent, WORK_DIR_PREFIX))
@@ -105,7 +106,7 @@ export class RunnerImage {
       const check = await runScript(dir, 'tidy-fstab.sh', ['--check-tools'], ctx.log.info)
       if (check.code !== 0)
         throw new Error(
-          `convert-on: runner cannot tidy the image on this runner: ${check.fail}; install e2fsprogs and util-linux (apt-get install e2fsprogs fdisk), or use convert-on: helper`
+          `${Input.ConvertOn}: runner cannot tidy the image on this runner: ${check.fail}; install e2fsprogs and util-linux (apt-get install e2fsprogs fdisk), or use ${Input.ConvertOn}: helper`
         )
       image.handle = await open(image.file, 'w+', 0o600)
       await image.handle.truncate(bytes)
