@@ -208,8 +208,8 @@ export function fakeDf(
  * credentials-N.json (the N-th read of the role's credentials), imdsv1 (present: IMDSv1 answers
  * 200, else 401), no-role (no instance profile), zip-tree (see the unzip stand-in).
  *
- * Like the real curl, it reads a `--config -` from stdin before it answers: curl parses its
- * config file while it reads its options, before any transfer, so the writer of the pipe
+ * Like the real curl, it reads a `--config -` from stdin before it answers: curl "reads the entire
+ * config file first, then performs" (Daniel Stenberg, curl-users, 2015-12), so the writer of the pipe
  * (bundle-aws.sh's `printf … | curl --config -`) never outlives its reader. A stand-in that
  * answers without reading lets a writer that is scheduled late die of SIGPIPE (exit 141), which
  * pipefail turns into a failed IMDS read: the cancel-undo e2e flake under CPU load.
