@@ -30,7 +30,7 @@ import { Ledger } from '../../src/pipeline/ledger.js'
 import { ledgerTracker } from '../../src/pipeline/remote-command.js'
 import { resourceRemover } from '../../src/pipeline/resources.js'
 import { CancelledError } from '../../src/errors.js'
-import { fakeDf, type Machine, makeMachine, standIn } from '../scripts/bundle-harness.js'
+import { fakeDf, fakeImdsCurl, type Machine, makeMachine, standIn } from '../scripts/bundle-harness.js'
 
 const scripts = fileURLToPath(new URL('../../tools/', import.meta.url))
 const fixtures = fileURLToPath(new URL('../../fixtures/bundles/', import.meta.url))
@@ -112,18 +112,14 @@ sleep 300`
     `if [[ \${1:-} == */ssm-get-parameter.rb ]]; then cat "$FAKE/params/\${3//\\//_}"; fi
 exit 0`
   )
-  standIn(
-    machine,
-    'curl',
-    `for a; do url=$a; done
-case $* in
-*-w*) printf 401 ;;
-*/api/token*) echo token ;;
-*/security-credentials/) echo bundler-role ;;
-*/security-credentials/bundler-role) echo '{"Code":"Success","AccessKeyId":"ASIAFAKE","SecretAccessKey":"secret","Token":"token","Expiration":"2099-01-01T00:00:00Z"}' ;;
-*) exit 22 ;;
-esac`
+  // IMDSv2 as bundle.sh's tests serve it; the stand-in reads the token from its stdin as curl does
+  // (one that did not killed bundle-aws.sh's printf with SIGPIPE in 1 of 3 loaded runs).
+  writeFileSync(join(fake, 'imds-token'), 'token')
+  writeFileSync(
+    join(fake, 'credentials.json'),
+    '{"Code":"Success","AccessKeyId":"ASIAFAKE","SecretAccessKey":"secret","Token":"token","Expiration":"2099-01-01T00:00:00Z"}\n'
   )
+  fakeImdsCurl(machine)
   const stop = `grep -vx "$2" "$FAKE/running" > "$FAKE/running.new"; mv "$FAKE/running.new" "$FAKE/running"`
   standIn(
     machine,

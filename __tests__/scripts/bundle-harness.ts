@@ -202,6 +202,54 @@ export function fakeDf(
   )
 }
 
+/**
+ * A stand-in curl that serves IMDSv2 and the AMI tools download, from files in $FAKE:
+ * imds-token (the token the PUT returns and the GETs must present), credentials.json or
+ * credentials-N.json (the N-th read of the role's credentials), imdsv1 (present: IMDSv1 answers
+ * 200, else 401), no-role (no instance profile), zip-tree (see the unzip stand-in).
+ *
+ * Like the real curl, it reads a `--config -` from stdin before it answers: curl "reads the entire
+ * config file first, then performs" (Daniel Stenberg, curl-users, 2015-12), so the writer of the pipe
+ * (bundle-aws.sh's `printf … | curl --config -`) never outlives its reader. A stand-in that
+ * answers without reading lets a writer that is scheduled late die of SIGPIPE (exit 141), which
+ * pipefail turns into a failed IMDS read: the cancel-undo e2e flake under CPU load.
+ */
+export function fakeImdsCurl(machine: Machine): void {
+  standIn(
+    machine,
+    'curl',
+    `method=GET out='' wcode='' url='' header=''
+while (($#)); do
+  case $1 in
+  -X) method=$2; shift 2 ;;
+  -o) out=$2; shift 2 ;;
+  -w) wcode=1; shift 2 ;;
+  -H) header+="$2"; shift 2 ;;
+  --config) [[ $2 == - ]] && header+=$(cat); shift 2 ;;
+  --connect-timeout | --max-time | --retry) shift 2 ;;
+  -*) shift ;;
+  *) url=$1; shift ;;
+  esac
+done
+answer() { if [[ -n $out ]]; then cat > "$out"; else cat; fi; }
+case $url in
+*/latest/api/token) [[ $method == PUT ]] || exit 22; answer < "$FAKE/imds-token" ;;
+*/latest/meta-data/) if [[ -f "$FAKE/imdsv1" ]]; then code=200; else code=401; fi; [[ -n $wcode ]] && printf %s "$code" ;;
+*/latest/meta-data/iam/security-credentials/*)
+  [[ $header == *"X-aws-ec2-metadata-token: $(cat "$FAKE/imds-token")"* ]] || exit 22
+  role=\${url##*/security-credentials/}
+  if [[ -z $role ]]; then [[ -f "$FAKE/no-role" ]] && exit 22; echo bundler-role
+  elif [[ $role == bundler-role ]]; then
+    n=$(($(cat "$FAKE/credential-reads" 2>/dev/null || echo 0) + 1)); echo "$n" > "$FAKE/credential-reads"
+    f="$FAKE/credentials-$n.json"; [[ -f $f ]] || f="$FAKE/credentials.json"
+    answer < "$f"
+  else exit 22; fi ;;
+*.zip) echo "zip" | answer ;;
+*) exit 6 ;;
+esac`
+  )
+}
+
 function quote(s: string): string {
   return `'${s.replaceAll("'", "'\\''")}'`
 }

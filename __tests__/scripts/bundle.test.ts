@@ -12,6 +12,7 @@ import {
   calls,
   failLines,
   fakeDf,
+  fakeImdsCurl,
   fixturesDir,
   isolatedPath,
   type Machine,
@@ -156,39 +157,7 @@ exit 0`
   )
   standIn(machine, 'grub', 'echo "grub (GNU GRUB 0.97)"')
   standIn(machine, 'seq', 'i=$1; while ((i <= $2)); do echo $i; i=$((i + 1)); done')
-  standIn(
-    machine,
-    'curl',
-    `method=GET out='' wcode='' url='' header=''
-while (($#)); do
-  case $1 in
-  -X) method=$2; shift 2 ;;
-  -o) out=$2; shift 2 ;;
-  -w) wcode=1; shift 2 ;;
-  -H) header+="$2"; shift 2 ;;
-  --config) [[ $2 == - ]] && header+=$(cat); shift 2 ;;
-  --connect-timeout | --max-time | --retry) shift 2 ;;
-  -*) shift ;;
-  *) url=$1; shift ;;
-  esac
-done
-answer() { if [[ -n $out ]]; then cat > "$out"; else cat; fi; }
-case $url in
-*/latest/api/token) [[ $method == PUT ]] || exit 22; answer < "$FAKE/imds-token" ;;
-*/latest/meta-data/) if [[ -f "$FAKE/imdsv1" ]]; then code=200; else code=401; fi; [[ -n $wcode ]] && printf %s "$code" ;;
-*/latest/meta-data/iam/security-credentials/*)
-  [[ $header == *"X-aws-ec2-metadata-token: $(cat "$FAKE/imds-token")"* ]] || exit 22
-  role=\${url##*/security-credentials/}
-  if [[ -z $role ]]; then [[ -f "$FAKE/no-role" ]] && exit 22; echo bundler-role
-  elif [[ $role == bundler-role ]]; then
-    n=$(($(cat "$FAKE/credential-reads" 2>/dev/null || echo 0) + 1)); echo "$n" > "$FAKE/credential-reads"
-    f="$FAKE/credentials-$n.json"; [[ -f $f ]] || f="$FAKE/credentials.json"
-    answer < "$f"
-  else exit 22; fi ;;
-*.zip) echo "zip" | answer ;;
-*) exit 6 ;;
-esac`
-  )
+  fakeImdsCurl(machine)
   standIn(
     machine,
     'unzip',

@@ -12,7 +12,13 @@ imds_token() {
     "$IMDS/latest/api/token" </dev/null
 }
 
-# The token goes to curl through its config on stdin, not through its arguments.
+# The token goes to curl through its config on stdin, not through its arguments. The pipe cannot
+# lose it: curl "reads the entire config file first, then performs" (Daniel Stenberg, curl-users,
+# 2015-12), so the printf always finds its reader; a stand-in curl must read it too (imds-curl.test.ts).
+# One try, 2 s to connect and 10 s in all, is already more patient than the AWS SDKs and CLI:
+# AWS_METADATA_SERVICE_NUM_ATTEMPTS, "Default value: 1", and AWS_METADATA_SERVICE_TIMEOUT, "Specifies
+# the number of seconds before timing out ... Default value: 1" (AWS SDKs and Tools Reference Guide,
+# "Amazon EC2 instance metadata").
 imds_get() {
   printf 'header = "X-aws-ec2-metadata-token: %s"\n' "$IMDS_TOKEN" |
     curl -sf --connect-timeout 2 --max-time 10 --config - "$IMDS/latest/$1"
