@@ -1,11 +1,18 @@
 // The runner path (convert-on: runner) on a bundle made by make-bundle.sh: the decode alone
 // (parts from disk, SHA-1 of each part, AES-128-CBC, gunzip, sparse tar, 512 KiB blocks: the
 // CPU limit of this machine), then end to end into a local EBS direct endpoint that adds a delay
-// to every PutSnapshotBlock (tools/ebs-latency.mjs), with the action's own block writer.
+// to every PutSnapshotBlock (tools/ebs-latency.mjs), with the action's own block writer, each
+// block also written into a sparse image file as runner-write.ts does (RunnerImage.write, for
+// the fstab tidy). Not included: the S3 reads (parts come from the local disk), the tidy itself
+// (debugfs on a real ext image), the blocks it re-puts, and the wait for `completed`.
+// Each run's CPU time is printed (this process: decoder thread, uploads, GC; the endpoint
+// process apart), since on a 2-core machine the figures follow from it.
 // Used by bench.mjs; runs alone too: node bench/runner-path.mjs BUNDLE_DIR
 // Needs the sources compiled into build/ (done here with tsc).
 import { spawn, spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { open, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -41,10 +48,22 @@ async function once(modules, bundle, put) {
     iv,
     stats,
     digests: Boolean(put),
-    readPart: async (name) => readFileSync(join(bundle, name))
+    // Asynchronous, as the product's S3 reads are: a readFileSync of each 10 MiB part would stop
+    // the main thread (and its uploads) for the whole read, which a GetObject does not.
+    readPart: (name) => readFile(join(bundle, name))
   }))
     if (put) await put(block)
   return { seconds: (performance.now() - started) / 1000, stats, imageBytes: secrets.imageBytes }
+}
+
+/** CPU seconds (user + system) of process `pid` so far, from /proc (Linux). */
+function processCpu(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+const cpuSince = (start) => {
+  const used = process.cpuUsage(start)
+  return (used.user + used.system) / 1e6
 }
 
 /**
@@ -70,6 +89,7 @@ async function startEndpointProcess(delayMs) {
   })
   return {
     url,
+    cpu: () => processCpu(child.pid),
     close: () =>
       new Promise((resolve) => {
         child.once('exit', resolve)
@@ -125,10 +145,11 @@ export async function runnerPathBench(
   }
   const { StartSnapshotCommand, CompleteSnapshotCommand } = await import('@aws-sdk/client-ebs')
 
-  await once(modules, bundle) // warm the page cache and the JIT
+  const run0 = await once(modules, bundle) // warm the page cache and the JIT
   const decodeAlone = async () => {
+    const cpuStart = process.cpuUsage()
     const run = await once(modules, bundle)
-    return { ...run, rate: run.imageBytes / MiB / run.seconds }
+    return { ...run, rate: run.imageBytes / MiB / run.seconds, cpu: cpuSince(cpuStart) }
   }
 
   // End to end: the action's own clients (makeClients: its retry settings, its HTTP handler) and
@@ -144,9 +165,16 @@ export async function runnerPathBench(
     Object.assign(process.env, env)
     const clients = modules.clients.makeClients({ region: 'us-east-1', maxAttempts: 3 })
     const { ebs } = clients
+    // The sparse image file runner-write.ts keeps for the fstab tidy (RunnerImage: a file handle,
+    // each block written at its offset, awaited before the block is put).
+    const scratch = mkdtempSync(join(process.env.TMPDIR ?? tmpdir(), 'i2e-runner-bench-'))
+    const image = await open(join(scratch, 'image.raw'), 'w+', 0o600)
     try {
       return await peakRss(async () => {
+        const endpointCpu = endpoint.cpu()
+        const cpuStart = process.cpuUsage()
         const started = performance.now()
+        await image.truncate(run0.imageBytes)
         const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 1 }))
         const writer = new modules.blocks.SnapshotBlockWriter({
           ebs,
@@ -154,9 +182,11 @@ export async function runnerPathBench(
           concurrency,
           signal: new AbortController().signal
         })
-        const run = await once(modules, bundle, (block) =>
-          writer.put(block.index, block.data, { sha256: block.sha256 })
-        )
+        const run = await once(modules, bundle, async (block) => {
+          const offset = block.index * 524288
+          await image.write(block.data, 0, Math.min(block.data.length, run0.imageBytes - offset), offset)
+          await writer.put(block.index, block.data, { sha256: block.sha256 })
+        })
         const totals = await writer.finish()
         await ebs.send(
           new CompleteSnapshotCommand({
@@ -168,9 +198,18 @@ export async function runnerPathBench(
           })
         )
         const seconds = (performance.now() - started) / 1000
-        return { seconds, rate: run.imageBytes / MiB / seconds, totals, stats: run.stats }
+        return {
+          seconds,
+          rate: run.imageBytes / MiB / seconds,
+          totals,
+          stats: run.stats,
+          cpu: cpuSince(cpuStart),
+          endpointCpu: endpoint.cpu() - endpointCpu
+        }
       })
     } finally {
+      await image.close()
+      rmSync(scratch, { recursive: true, force: true })
       modules.clients.destroyClients(clients)
       for (const [k, v] of Object.entries(saved)) {
         if (v === undefined) delete process.env[k]
@@ -182,7 +221,9 @@ export async function runnerPathBench(
 
   const bare = await e2e(0) // what the upload costs in CPU alone, without the latency
   log(
-    `runner path: end to end ${bare.seconds.toFixed(2)} s (${bare.rate.toFixed(1)} MiB/s of image) into an endpoint adding no delay`
+    `runner path: end to end ${bare.seconds.toFixed(2)} s (${bare.rate.toFixed(1)} MiB/s of image, CPU ${bare.cpu.toFixed(2)} s here + ${bare.endpointCpu.toFixed(2)} s in the endpoint) into an endpoint adding no delay; ` +
+      "end to end = decode on its worker (SHA-1s, AES, gunzip, sparse tar, SHA-256 per block) + each block written to a sparse image file + PutSnapshotBlock with the action's clients and block writer + StartSnapshot/CompleteSnapshot; " +
+      'not included: S3 reads (parts from local disk, as in decode alone), the fstab tidy and its re-puts, the wait for completed'
   )
   const decodes = []
   const ends = []
@@ -195,8 +236,8 @@ export async function runnerPathBench(
     const d = decodes[round]
     const e = ends[round]
     log(
-      `runner path round ${round + 1}: decode alone ${d.seconds.toFixed(2)} s (${d.rate.toFixed(1)} MiB/s), ` +
-        `end to end ${e.seconds.toFixed(2)} s (${e.rate.toFixed(1)} MiB/s, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB from ${(e.rssBefore / MiB).toFixed(0)} MiB before), ` +
+      `runner path round ${round + 1}: decode alone ${d.seconds.toFixed(2)} s (${d.rate.toFixed(1)} MiB/s, CPU ${d.cpu.toFixed(2)} s), ` +
+        `end to end ${e.seconds.toFixed(2)} s (${e.rate.toFixed(1)} MiB/s, CPU ${e.cpu.toFixed(2)} s here + ${e.endpointCpu.toFixed(2)} s in the endpoint, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB from ${(e.rssBefore / MiB).toFixed(0)} MiB before), ` +
         `ratio ${(e.rate / d.rate).toFixed(2)}`
     )
   }
@@ -219,7 +260,9 @@ export async function runnerPathBench(
     `end_to_end_mib_s_min_median_max=${spread(ends.map((e) => e.rate))} rounds=${rounds} ` +
     `no_delay_mib_s=${bare.rate.toFixed(1)} delay_ms=${delayMs} concurrency=${concurrency} ` +
     `blocks_written=${totals.blocksWritten} blocks_skipped=${skipped} blocks_total=${stats.blocks} bytes_sent=${totals.bytesSent} ` +
-    `peak_rss_mib_min_median_max=${spread(rss, 0)} rss_before_mib=${(ends[0].rssBefore / MiB).toFixed(0)}`
+    `peak_rss_mib_min_median_max=${spread(rss, 0)} rss_before_mib=${(ends[0].rssBefore / MiB).toFixed(0)} ` +
+    `decode_cpu_s=${median(decodes.map((d) => d.cpu)).toFixed(2)} end_to_end_cpu_s=${median(ends.map((e) => e.cpu)).toFixed(2)} ` +
+    `endpoint_cpu_s=${median(ends.map((e) => e.endpointCpu)).toFixed(2)} image_file=yes`
   )
 }
 
