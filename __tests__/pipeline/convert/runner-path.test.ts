@@ -37,9 +37,13 @@ const onRunner = {
   'upload-concurrency': '8'
 }
 
+/** The fake-command folders of the current test: removed after it, passed or failed. */
+const fakeBins: string[] = []
+
 /** A folder of stand-in commands (a script body each; empty: the real command, linked). */
 function fakeBin(commands: Record<string, string>): string {
   const bin = mkdtempSync(join(tmpdir(), 'i2e-fake-bin-'))
+  fakeBins.push(bin)
   for (const [name, body] of Object.entries(commands)) {
     if (body) writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 })
     else
@@ -77,6 +81,7 @@ afterEach(() => {
   // The image folder on the runner is gone after every run, whether it succeeded or failed.
   const left = readdirSync(runnerTemp)
   rmSync(runnerTemp, { recursive: true, force: true })
+  for (const bin of fakeBins.splice(0)) rmSync(bin, { recursive: true, force: true })
   expect(left).toEqual([])
 })
 
