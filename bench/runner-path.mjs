@@ -185,7 +185,7 @@ export async function runnerPathBench(
         const run = await once(modules, bundle, async (block) => {
           const offset = block.index * 524288
           await image.write(block.data, 0, Math.min(block.data.length, run0.imageBytes - offset), offset)
-          await writer.put(block.index, block.data, { sha256: block.sha256 })
+          await writer.put(block.index, block.data, { sha256: block.sha256, onSent: block.release })
         })
         const totals = await writer.finish()
         await ebs.send(

@@ -97,4 +97,54 @@ describe('snapshot block writer', () => {
     await expect(writer.put(0, Buffer.alloc(100))).rejects.toThrow(/not 524288/)
     ebs.destroy()
   })
+  it('hands a block back (onSent) only once its request has answered, never after a failure', async () => {
+    let answer: (() => void) | undefined
+    const held = new Promise<void>((r) => (answer = r))
+    const { ebs } = recordingClient(() => held)
+    const writer = new SnapshotBlockWriter({
+      ebs,
+      snapshotId: 'snap-1',
+      concurrency: 2,
+      signal: new AbortController().signal
+    })
+    const sent: number[] = []
+    for (const i of [0, 1])
+      await writer.put(i, Buffer.alloc(SNAPSHOT_BLOCK_BYTES, 1), { onSent: () => sent.push(i) })
+    await new Promise((r) => setTimeout(r, 20))
+    expect(sent).toEqual([]) // in flight: the caller must not reuse the memory yet
+    answer?.()
+    await writer.finish()
+    expect(sent.sort()).toEqual([0, 1])
+    ebs.destroy()
+
+    const refusing = new EBSClient({
+      region: 'us-east-1',
+      endpoint: 'http://127.0.0.1:9',
+      credentials: { accessKeyId: 'a', secretAccessKey: 'b' },
+      maxAttempts: 1,
+      requestHandler: {
+        handle: async () => {
+          const { Readable } = await import('node:stream')
+          return {
+            response: {
+              statusCode: 400,
+              headers: { 'x-amzn-errortype': 'ValidationException' },
+              body: Readable.from([Buffer.from('{"Message":"no"}')])
+            }
+          }
+        }
+      } as never
+    })
+    const failing = new SnapshotBlockWriter({
+      ebs: refusing,
+      snapshotId: 'snap-1',
+      concurrency: 1,
+      signal: new AbortController().signal
+    })
+    let handedBack = false
+    await failing.put(0, Buffer.alloc(SNAPSHOT_BLOCK_BYTES, 1), { onSent: () => (handedBack = true) })
+    await expect(failing.finish()).rejects.toThrow(/ValidationException/)
+    expect(handedBack).toBe(false)
+    refusing.destroy()
+  })
 })

@@ -112,10 +112,16 @@ export class SnapshotBlockWriter {
    * failure. `sha256`, when given, is the block's digest already computed (by the decoder's thread).
    * A block is written once, unless `again` (after finish(): the first write has landed): "If the
    * specified block contains data, the existing data is overwritten" (PutSnapshotBlock), and the
-   * aggregated checksum then covers the block's last data.
+   * aggregated checksum then covers the block's last data. `onSent` is called once the block has
+   * been written (the caller may then reuse `data`), never after a failure: a request that timed
+   * out may still be reading it.
    */
-  async put(index: number, data: Buffer, o: { sha256?: Buffer; again?: boolean } = {}): Promise<void> {
-    const { sha256, again = false } = o
+  async put(
+    index: number,
+    data: Buffer,
+    o: { sha256?: Buffer; again?: boolean; onSent?: () => void } = {}
+  ): Promise<void> {
+    const { sha256, again = false, onSent } = o
     if (data.length !== SNAPSHOT_BLOCK_BYTES)
       throw new Error(`internal error: block ${index} is ${data.length} bytes, not ${SNAPSHOT_BLOCK_BYTES}`)
     if (this.digests.has(index)) {
@@ -127,9 +133,11 @@ export class SnapshotBlockWriter {
     if (this.failure !== undefined) throw this.failure
     const digest = sha256 ?? createHash('sha256').update(data).digest()
     this.digests.set(index, digest)
-    const job = this.send(index, data, digest.toString('base64')).catch((err) => {
-      this.failure ??= err
-    })
+    const job = this.send(index, data, digest.toString('base64'))
+      .then(() => onSent?.())
+      .catch((err) => {
+        this.failure ??= err
+      })
     const tracked = job.finally(() => this.inFlight.delete(tracked))
     this.inFlight.add(tracked)
   }

@@ -10,6 +10,7 @@ import {
   verifyManifestSignature
 } from '../../../src/aws/bundle-crypto.js'
 import {
+  type BlockMemory,
   BundleIntegrityError,
   type DecodeStats,
   decodeBundle,
@@ -21,7 +22,11 @@ import { realBundle, realBundleNames } from '../../__fixtures__/real-bundles.js'
 /** Decodes a bundle; returns the SHA-256 of the image rebuilt from the blocks, and the stats. */
 async function decode(
   name: string,
-  change: { manifest?: (xml: string) => string; part?: (file: string, bytes: Buffer) => Buffer } = {}
+  change: {
+    manifest?: (xml: string) => string
+    part?: (file: string, bytes: Buffer) => Buffer
+    memory?: BlockMemory
+  } = {}
 ): Promise<{ sha256: string; stats: DecodeStats }> {
   const b = realBundle(name)
   const secrets = readBundleSecrets(change.manifest ? change.manifest(b.manifest) : b.manifest)
@@ -36,6 +41,7 @@ async function decode(
     iv,
     stats,
     readAhead: 2,
+    memory: change.memory,
     readPart: async (file) => (change.part ? change.part(file, b.part(file)) : b.part(file))
   })) {
     expect(block.index).toBeGreaterThanOrEqual(next)
@@ -60,6 +66,19 @@ describe.each(realBundleNames())('the %s fixture on the runner', (name) => {
     expect(stats.blocks).toBe(Math.ceil(Number(b.facts.image_size_bytes) / EBS_BLOCK))
     expect(stats.dataBlocks).toBeGreaterThan(0)
     expect(stats.dataBlocks + stats.zeroBlocks).toBeLessThan(stats.blocks) // holes never reach the cutter
+  })
+
+  it('rebuilds the same image in memory that held other bytes (recycled blocks are zeroed first)', async () => {
+    let given = 0
+    const dirty: BlockMemory = {
+      take: () => Buffer.alloc(EBS_BLOCK, 0xa5),
+      give: () => {
+        given++
+      }
+    }
+    const { sha256, stats } = await decode(name, { memory: dirty })
+    expect(sha256).toBe(b.facts.image_sha256)
+    expect(given).toBe(stats.zeroBlocks) // all-zero blocks go straight back
   })
 
   it('checks the signature with the certificate and with the private key', () => {

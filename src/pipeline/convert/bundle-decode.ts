@@ -38,16 +38,33 @@ const isZero = (b: Buffer): boolean => {
   return true
 }
 
+/**
+ * Where blocks' memory comes from: `take` gives EBS_BLOCK bytes of any content (cutBlocks zeroes
+ * them), `give` takes back a block no longer used (decode-thread.ts recycles the blocks the uploads are done with:
+ * a fresh 512 KiB allocation per block is external memory that makes V8 run full garbage
+ * collections, tens of them per GiB, on a heap the AWS SDK makes large).
+ */
+export interface BlockMemory {
+  take: () => Buffer
+  give: (block: Buffer) => void
+}
+
+// Unpooled, so that each block is a whole ArrayBuffer that can move to another thread.
+const freshBlocks: BlockMemory = { take: () => Buffer.allocUnsafeSlow(EBS_BLOCK), give: () => undefined }
+
 /** Cuts segments into whole blocks; blocks no segment touches (holes) and all-zero blocks are left out. */
 export async function* cutBlocks(
   segments: AsyncGenerator<ImageSegment, TarImageInfo>,
-  stats: DecodeStats
+  stats: DecodeStats,
+  memory: BlockMemory = freshBlocks
 ): AsyncGenerator<ImageBlock, TarImageInfo> {
   let current: { index: number; data: Buffer } | undefined
   const flush = function* (): Generator<ImageBlock> {
     if (!current) return
-    if (isZero(current.data)) stats.zeroBlocks++
-    else {
+    if (isZero(current.data)) {
+      stats.zeroBlocks++
+      memory.give(current.data)
+    } else {
       stats.dataBlocks++
       yield current
     }
@@ -64,7 +81,8 @@ export async function* cutBlocks(
     while (data.length > 0) {
       const index = Math.floor(offset / EBS_BLOCK)
       if (current && current.index !== index) yield* flush()
-      current ??= { index, data: Buffer.alloc(EBS_BLOCK) }
+      // Zeroed: what no segment covers is a hole, and recycled memory still holds an earlier block.
+      current ??= { index, data: memory.take().fill(0) }
       const within = offset - index * EBS_BLOCK
       const n = Math.min(data.length, EBS_BLOCK - within)
       data.copy(current.data, within, 0, n)
@@ -87,6 +105,8 @@ export interface DecodeOptions {
   /** Parts fetched ahead of the one being decoded (each is up to 10 MB in memory). */
   readAhead?: number
   stats: DecodeStats
+  /** Blocks' memory (fresh allocations when not given). */
+  memory?: BlockMemory
 }
 
 /** The parts in order, each verified; up to readAhead downloads in flight. */
@@ -161,7 +181,7 @@ async function* tarStream(options: DecodeOptions): AsyncGenerator<Buffer> {
  */
 export async function* decodeBundle(options: DecodeOptions): AsyncGenerator<ImageBlock, TarImageInfo> {
   const { secrets, stats } = options
-  const image = yield* cutBlocks(readTarImage(tarStream(options), secrets.imageName), stats)
+  const image = yield* cutBlocks(readTarImage(tarStream(options), secrets.imageName), stats, options.memory)
   stats.image = image
   if (stats.tarSha1 !== secrets.digest)
     throw new BundleIntegrityError(

@@ -17,8 +17,10 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import type { BundleSecrets } from '../../aws/bundle-crypto.js'
 import { TarFormatError, type TarImageInfo } from './sparse-tar.js'
 import {
+  type BlockMemory,
   BundleIntegrityError,
   type DecodeOptions,
+  EBS_BLOCK,
   type DecodeStats,
   decodeBundle,
   type ImageBlock,
@@ -31,12 +33,19 @@ export const BLOCK_WINDOW = 8
 /** A block with its SHA-256, computed on the worker (the SHA-256 PutSnapshotBlock carries). */
 export interface DigestedBlock extends ImageBlock {
   sha256?: Buffer
+  /**
+   * Hands the block's memory back to the decoder, which fills it with a later block. `data` is
+   * moved, not shared: it is empty (detached) afterwards, so a late use of it cannot send a
+   * different block's bytes. Optional: a block never released is garbage collected.
+   */
+  release: () => void
 }
 
 type ToWorker =
   | { kind: 'part'; name: string; bytes: Uint8Array }
   | { kind: 'part-error'; name: string; message: string }
   | { kind: 'credit'; blocks: number }
+  | { kind: 'recycle'; memory: ArrayBuffer }
 
 type FromWorker =
   | { kind: 'read'; name: string }
@@ -64,7 +73,23 @@ async function runWorker(port: NonNullable<typeof parentPort>, input: WorkerInpu
   const waiting = new Map<string, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>()
   let credit = BLOCK_WINDOW
   let wake: (() => void) | undefined
+  // Blocks' memory given back by the consumer, filled again with later blocks (see BlockMemory).
+  const free: ArrayBuffer[] = []
+  const memory: BlockMemory = {
+    take: () => {
+      const recycled = free.pop()
+      return recycled ? Buffer.from(recycled) : Buffer.allocUnsafeSlow(EBS_BLOCK)
+    },
+    give: (block) => {
+      if (block.byteOffset === 0 && block.buffer.byteLength === EBS_BLOCK)
+        free.push(block.buffer as ArrayBuffer)
+    }
+  }
   port.on('message', (m: ToWorker) => {
+    if (m.kind === 'recycle') {
+      if (m.memory.byteLength === EBS_BLOCK) free.push(m.memory)
+      return
+    }
     if (m.kind === 'credit') {
       credit += m.blocks
       wake?.()
@@ -84,6 +109,7 @@ async function runWorker(port: NonNullable<typeof parentPort>, input: WorkerInpu
       iv: Buffer.from(input.iv),
       readAhead: input.readAhead,
       stats,
+      memory,
       readPart: (name) =>
         new Promise<Uint8Array>((resolve, reject) => {
           waiting.set(name, { resolve, reject })
@@ -100,7 +126,8 @@ async function runWorker(port: NonNullable<typeof parentPort>, input: WorkerInpu
       credit--
       const { index, data } = next.value
       const sha256 = input.digests ? createHash('sha256').update(data).digest() : undefined
-      // Blocks are fresh 512 KiB allocations (Buffer.alloc, never pooled): their memory can move.
+      // Blocks are whole 512 KiB ArrayBuffers (allocUnsafeSlow, never pooled, or recycled ones):
+      // their memory can move.
       post({ kind: 'block', index, data, sha256, stats }, [data.buffer as ArrayBuffer])
     }
   } catch (err) {
@@ -233,7 +260,15 @@ export async function* decodeBundleOffThread(
       const sha256 = m.sha256
         ? Buffer.from(m.sha256.buffer, m.sha256.byteOffset, m.sha256.byteLength)
         : undefined
-      yield { index: m.index, data, sha256 }
+      let released = false
+      const release = (): void => {
+        if (released) return
+        released = true
+        worker.postMessage({ kind: 'recycle', memory: m.data.buffer as ArrayBuffer } satisfies ToWorker, [
+          m.data.buffer as ArrayBuffer
+        ])
+      }
+      yield { index: m.index, data, sha256, release }
       worker.postMessage({ kind: 'credit', blocks: 1 } satisfies ToWorker)
     }
   } finally {

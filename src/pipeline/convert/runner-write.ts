@@ -160,7 +160,8 @@ async function writeSnapshot(ctx: RunContext, image: RunnerImage, input: WriteIn
       readPart: (part) => readObject(ctx, manifest.bucket, partKey(manifest, part))
     })) {
       await image.write(block.index, block.data)
-      await writer.put(block.index, block.data, { sha256: block.sha256 })
+      // The block's memory goes back to the decoder once it is written (it is in the image file).
+      await writer.put(block.index, block.data, { sha256: block.sha256, onSent: block.release })
       if (Date.now() - lastReport > 30_000) {
         lastReport = Date.now()
         ctx.log.info(
