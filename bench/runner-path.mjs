@@ -5,14 +5,17 @@
 // block also written into a sparse image file as runner-write.ts does (RunnerImage.write, for
 // the fstab tidy). Not included: the S3 reads (parts come from the local disk), the tidy itself
 // (debugfs on a real ext image), the blocks it re-puts, and the wait for `completed`.
-// Each run's CPU time is printed (this process: decoder thread, uploads, GC; the endpoint
-// process apart), since on a 2-core machine the figures follow from it.
+// Each run's CPU time is printed (this process: decoder thread, uploads, GC; its main thread, where
+// the uploads run; the endpoint process apart), since on a 2-core machine the figures follow from
+// it. Each round also runs end to end into an endpoint adding no delay: the 20 ms run against it
+// shows whether concurrency hides the latency, and the no-delay run against decode alone is the
+// most any concurrency could reach on this machine (the uploads' own CPU and the endpoint's).
 // Used by bench.mjs; runs alone too: node bench/runner-path.mjs BUNDLE_DIR
 // Needs the sources compiled into build/ (done here with tsc).
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { open, readFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -56,11 +59,12 @@ async function once(modules, bundle, put) {
   return { seconds: (performance.now() - started) / 1000, stats, imageBytes: secrets.imageBytes }
 }
 
-/** CPU seconds (user + system) of process `pid` so far, from /proc (Linux). */
+/** CPU seconds (user + system) of process `pid` (or of one thread: `pid/task/tid`) so far, from /proc (Linux). */
 function processCpu(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
+const mainThreadCpu = () => processCpu(`${process.pid}/task/${process.pid}`)
 const cpuSince = (start) => {
   const used = process.cpuUsage(start)
   return (used.user + used.system) / 1e6
@@ -172,6 +176,7 @@ export async function runnerPathBench(
     try {
       return await peakRss(async () => {
         const endpointCpu = endpoint.cpu()
+        const mainStart = mainThreadCpu()
         const cpuStart = process.cpuUsage()
         const started = performance.now()
         await image.truncate(run0.imageBytes)
@@ -204,6 +209,7 @@ export async function runnerPathBench(
           totals,
           stats: run.stats,
           cpu: cpuSince(cpuStart),
+          mainCpu: mainThreadCpu() - mainStart,
           endpointCpu: endpoint.cpu() - endpointCpu
         }
       })
@@ -219,29 +225,40 @@ export async function runnerPathBench(
     }
   }
 
-  const bare = await e2e(0) // what the upload costs in CPU alone, without the latency
+  await e2e(0) // warm the SDK clients' code and the endpoint's
   log(
-    `runner path: end to end ${bare.seconds.toFixed(2)} s (${bare.rate.toFixed(1)} MiB/s of image, CPU ${bare.cpu.toFixed(2)} s here + ${bare.endpointCpu.toFixed(2)} s in the endpoint) into an endpoint adding no delay; ` +
-      "end to end = decode on its worker (SHA-1s, AES, gunzip, sparse tar, SHA-256 per block) + each block written to a sparse image file + PutSnapshotBlock with the action's clients and block writer + StartSnapshot/CompleteSnapshot; " +
+    "runner path: end to end = decode on its worker (SHA-1s, AES, gunzip, sparse tar, SHA-256 per block) + each block written to a sparse image file + PutSnapshotBlock with the action's clients and block writer + StartSnapshot/CompleteSnapshot; " +
       'not included: S3 reads (parts from local disk, as in decode alone), the fstab tidy and its re-puts, the wait for completed'
   )
   const decodes = []
   const ends = []
+  const bares = []
+  const orders = [
+    ['decode', 'bare', 'e2e'],
+    ['e2e', 'decode', 'bare'],
+    ['bare', 'e2e', 'decode']
+  ]
+  const cpuText = (e) =>
+    `CPU ${e.cpu.toFixed(2)} s here (${e.mainCpu.toFixed(2)} s on the main thread) + ${e.endpointCpu.toFixed(2)} s in the endpoint`
   for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? ['decode', 'e2e'] : ['e2e', 'decode']
-    for (const what of order) {
+    for (const what of orders[round % orders.length]) {
       if (what === 'decode') decodes.push(await decodeAlone())
+      else if (what === 'bare') bares.push(await e2e(0))
       else ends.push(await e2e(delayMs))
     }
     const d = decodes[round]
     const e = ends[round]
+    const z = bares[round]
     log(
-      `runner path round ${round + 1}: decode alone ${d.seconds.toFixed(2)} s (${d.rate.toFixed(1)} MiB/s, CPU ${d.cpu.toFixed(2)} s), ` +
-        `end to end ${e.seconds.toFixed(2)} s (${e.rate.toFixed(1)} MiB/s, CPU ${e.cpu.toFixed(2)} s here + ${e.endpointCpu.toFixed(2)} s in the endpoint, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB from ${(e.rssBefore / MiB).toFixed(0)} MiB before), ` +
-        `ratio ${(e.rate / d.rate).toFixed(2)}`
+      `runner path round ${round + 1}: decode alone ${d.seconds.toFixed(2)} s (${d.rate.toFixed(1)} MiB/s, CPU ${d.cpu.toFixed(2)} s); ` +
+        `end to end ${e.seconds.toFixed(2)} s (${e.rate.toFixed(1)} MiB/s, ${cpuText(e)}, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB from ${(e.rssBefore / MiB).toFixed(0)} MiB before), ` +
+        `ratio ${(e.rate / d.rate).toFixed(2)}; with no delay ${z.seconds.toFixed(2)} s (${z.rate.toFixed(1)} MiB/s, ${cpuText(z)}), ` +
+        `${delayMs} ms/no delay ${(e.rate / z.rate).toFixed(2)}`
     )
   }
   const ratios = ends.map((e, i) => e.rate / decodes[i].rate)
+  const hidden = ends.map((e, i) => e.rate / bares[i].rate)
+  const ceilings = bares.map((z, i) => z.rate / decodes[i].rate)
   const { totals, stats } = ends[0]
   const skipped = stats.blocks - totals.blocksWritten
   const ratio = median(ratios)
@@ -252,17 +269,20 @@ export async function runnerPathBench(
     `runner path: ${rounds} rounds; end to end into an endpoint adding ${delayMs} ms per PutSnapshotBlock, ` +
       `${concurrency} in flight; ${totals.blocksWritten} blocks written, ${skipped} of ${stats.blocks} skipped ` +
       `(${stats.zeroBlocks} all-zero, ${skipped - stats.zeroBlocks} holes), ${totals.retries} retries; ratio min/median/max ` +
-      `${spread(ratios, 2)}; target end-to-end >= 80% of decode alone (median) ${ratio >= 0.8 ? 'met' : 'MISSED'}`
+      `${spread(ratios, 2)}; target end-to-end >= 80% of decode alone (median) ${ratio >= 0.8 ? 'met' : 'MISSED'}; ` +
+      `end to end with ${delayMs} ms against no delay ${spread(hidden, 2)} (1.00: the latency is hidden); ` +
+      `no delay against decode alone ${spread(ceilings, 2)} (what the uploads' and the endpoint's CPU leave on ${availableParallelism()} cores)`
   )
   return (
     `runner_path decode_mib_s=${decodeRate.toFixed(1)} end_to_end_mib_s=${e2eRate.toFixed(1)} ratio=${ratio.toFixed(2)} ` +
     `ratio_min_median_max=${spread(ratios, 2)} decode_mib_s_min_median_max=${spread(decodes.map((d) => d.rate))} ` +
     `end_to_end_mib_s_min_median_max=${spread(ends.map((e) => e.rate))} rounds=${rounds} ` +
-    `no_delay_mib_s=${bare.rate.toFixed(1)} delay_ms=${delayMs} concurrency=${concurrency} ` +
+    `no_delay_mib_s=${median(bares.map((z) => z.rate)).toFixed(1)} delay_vs_no_delay=${median(hidden).toFixed(2)} ` +
+    `no_delay_vs_decode=${median(ceilings).toFixed(2)} cores=${availableParallelism()} delay_ms=${delayMs} concurrency=${concurrency} ` +
     `blocks_written=${totals.blocksWritten} blocks_skipped=${skipped} blocks_total=${stats.blocks} bytes_sent=${totals.bytesSent} ` +
     `peak_rss_mib_min_median_max=${spread(rss, 0)} rss_before_mib=${(ends[0].rssBefore / MiB).toFixed(0)} ` +
     `decode_cpu_s=${median(decodes.map((d) => d.cpu)).toFixed(2)} end_to_end_cpu_s=${median(ends.map((e) => e.cpu)).toFixed(2)} ` +
-    `endpoint_cpu_s=${median(ends.map((e) => e.endpointCpu)).toFixed(2)} image_file=yes`
+    `main_thread_cpu_s=${median(ends.map((e) => e.mainCpu)).toFixed(2)} endpoint_cpu_s=${median(ends.map((e) => e.endpointCpu)).toFixed(2)} image_file=yes`
   )
 }
 
