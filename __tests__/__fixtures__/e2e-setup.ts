@@ -193,13 +193,18 @@ export async function startStandinAccount(
     credentials: CREDENTIALS,
     forcePathStyle: true
   })
-  const run = await ec2.send(
-    new RunInstancesCommand({
-      ImageId: 'ami-12c6146b',
-      MinCount: 1,
-      MaxCount: 1,
-      Placement: { AvailabilityZone: `${REGION}a` }
-    })
-  )
-  return { standin, ec2, ssm, s3, instanceId: run.Instances?.[0]?.InstanceId ?? '' }
+  try {
+    const run = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: 'ami-12c6146b',
+        MinCount: 1,
+        MaxCount: 1,
+        Placement: { AvailabilityZone: `${REGION}a` }
+      })
+    )
+    return { standin, ec2, ssm, s3, instanceId: run.Instances?.[0]?.InstanceId ?? '' }
+  } catch (err) {
+    await standin.stop() // the caller has no account to stop it with
+    throw err
+  }
 }
