@@ -9,9 +9,10 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, w
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { afterAll, beforeAll, expect, it } from '@jest/globals'
 import { EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs'
-import { CREDENTIALS, EmulatorSession, instanceStoreAmi, REGION } from '../../tools/emulator-session.mjs'
+import { CREDENTIALS, EmulatorSession, REGION } from '../../tools/emulator-session.mjs'
+import { bundleAmis, describeWithEmulator, startSession } from '../__fixtures__/e2e-setup.js'
 import { extFile, helperPathSha256, withoutInstanceStore } from '../__fixtures__/tidied-image.js'
 import { type BootImages, bootImages, cachedBundle } from './boot-harness.js'
 
@@ -20,18 +21,13 @@ const BLOCK = 524288
 const AMIS = { hvm: 'ami-0b00b00b00b00b0a1', pv: 'ami-0b00b00b00b00b0a2' } as const
 
 const session = new EmulatorSession({
-  amis: Object.entries(AMIS).map(([name, amiId]) =>
-    instanceStoreAmi({ amiId, name: `boot-${name}`, imageLocation: `${BUCKET}/${name}/image.manifest.xml` })
-  )
+  amis: bundleAmis(BUCKET, { hvm: [AMIS.hvm, 'boot-hvm'], pv: [AMIS.pv, 'boot-pv'] })
 })
 session.ebsDirectOnly = true
-let unavailable: string | undefined
-try {
-  await session.start()
-} catch (err) {
-  unavailable = `the emulator did not start: ${(err as Error).message}`
-  await session.stop()
-}
+const unavailable = await startSession(session, {
+  suite: 'the boot images through the runner path',
+  loopDevices: false
+})
 
 /** The snapshot read back into a sparse FILE of BYTES (blocks not listed stay holes: zeros). */
 async function readBackInto(snapshotId: string, bytes: number, file: string): Promise<string> {
@@ -62,12 +58,11 @@ async function readBackInto(snapshotId: string, bytes: number, file: string): Pr
   return createHash('sha256').update(readFileSync(file)).digest('hex')
 }
 
-const suite = unavailable === undefined || process.env.CI ? describe : describe.skip
-suite(`the boot images through the runner path: same bytes as the helper's${unavailable ? ` (${unavailable})` : ''}`, () => {
+const title = "the boot images through the runner path: same bytes as the helper's"
+describeWithEmulator(title, unavailable, () => {
   let images: BootImages
   let tmp = ''
   beforeAll(() => {
-    if (unavailable) throw new Error(`CI must run this, but ${unavailable}`)
     images = bootImages()
     tmp = mkdtempSync(join(tmpdir(), 'i2e-boot-runner-'))
   })

@@ -5,67 +5,32 @@
 // and the post step remove it: cleanup.sh, sent as a second command. The "source" is a machine
 // root the test controls (bundle-harness: fake services, /dev/shm, /mnt); the convert's volume is
 // a moto volume the stand-in shows as a loop device in the instance's own mount namespace.
-import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process'
-import { once } from 'node:events'
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync
-} from 'node:fs'
-import { tmpdir } from 'node:os'
+import { execFileSync } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { AttachVolumeCommand, CreateVolumeCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2'
-import { S3Client } from '@aws-sdk/client-s3'
-import { SSMClient } from '@aws-sdk/client-ssm'
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { AttachVolumeCommand, CreateVolumeCommand, type EC2Client } from '@aws-sdk/client-ec2'
+import { afterAll, beforeAll, expect, it } from '@jest/globals'
 import type { Clients } from '../../src/aws/clients.js'
 import { type RemoteCommandError, runRemoteScript } from '../../src/aws/remote-script.js'
 import { Ledger } from '../../src/pipeline/ledger.js'
 import { ledgerTracker } from '../../src/pipeline/remote-command.js'
 import { resourceRemover } from '../../src/pipeline/resources.js'
 import { CancelledError } from '../../src/errors.js'
+import { REGION as region } from '../../tools/emulator-session.mjs'
+import {
+  describeWithEmulator,
+  type StandinAccount,
+  startMoto,
+  startStandinAccount
+} from '../__fixtures__/e2e-setup.js'
 import { fakeDf, fakeImdsCurl, type Machine, makeMachine, standIn } from '../scripts/bundle-harness.js'
 
-const scripts = fileURLToPath(new URL('../../tools/', import.meta.url))
 const fixtures = fileURLToPath(new URL('../../fixtures/bundles/', import.meta.url))
-const stateDir = mkdtempSync(join(tmpdir(), 'i2e-e2e-undo-'))
-const emulatorEnv = { ...process.env, I2E_EMULATOR_STATE: join(stateDir, 'emulator.env') }
-
-function startEmulator(): { url?: string; reason?: string } {
-  try {
-    const out = execFileSync('bash', [join(scripts, 'emulator.sh'), 'start'], {
-      env: emulatorEnv,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 10 * 60_000
-    })
-    return { url: /^I2E_MOTO_URL=(.+)$/m.exec(out)?.[1] }
-  } catch (err) {
-    return {
-      reason: String((err as { stderr?: string }).stderr ?? err)
-        .trim()
-        .split('\n')
-        .pop()
-    }
-  }
-}
-
-const emulator = startEmulator()
-const motoUrl = emulator.url
-if (!motoUrl && !process.env.CI) {
-  rmSync(stateDir, { recursive: true, force: true })
-  console.warn(`skipping the cancel/undo tests: the emulator did not start: ${emulator.reason}`)
-}
+const moto = startMoto('the cancel/undo tests')
+const motoUrl = moto.url ?? ''
 // The convert needs the stand-in's loop devices and mount namespaces: root.
 const asRoot = process.getuid?.() === 0
-const region = 'us-east-1'
-const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' }
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Waits for a condition with a generous deadline (no timed assertion), or until `ended` is set. */
@@ -170,56 +135,26 @@ const bundleArgs = [
   'jenkins redis-server'
 ]
 
-// In CI the suite runs and fails when the emulator did not start: a skip would pass unseen.
-const describeWithEmulator = motoUrl || process.env.CI ? describe : describe.skip
-
-describeWithEmulator('a cancelled or timed-out remote script is undone without its trap', () => {
-  let standin: ChildProcessWithoutNullStreams
+const title = 'a cancelled or timed-out remote script is undone without its trap'
+describeWithEmulator(title, moto.unavailable, () => {
+  let account: StandinAccount | undefined
   let standinUrl = ''
-  let standinLog = ''
   let ec2: EC2Client
   let clients: Clients
   let instanceId = ''
   const source = sourceMachine()
 
   beforeAll(async () => {
-    if (!motoUrl)
-      throw new Error(`CI must run the end-to-end tests, but the emulator did not start: ${emulator.reason}`)
-    standin = spawn(process.execPath, [join(scripts, 'ssm-standin.mjs')], {
-      env: {
-        ...process.env,
-        I2E_MOTO_URL: motoUrl,
-        AWS_REGION: region,
-        I2E_STANDIN_COMMAND_ENV: JSON.stringify(source.env)
-      }
-    })
-    standin.stderr.setEncoding('utf8').on('data', (s: string) => {
-      standinLog += s
-    })
-    const [line] = (await once(standin.stdout.setEncoding('utf8'), 'data')) as [string]
-    standinUrl = /^AWS_ENDPOINT_URL_SSM=(\S+)/.exec(line)?.[1] ?? ''
-    ec2 = new EC2Client({ endpoint: motoUrl, region, credentials })
-    const ssm = new SSMClient({ endpoint: standinUrl, region, credentials })
-    const s3 = new S3Client({ endpoint: motoUrl, region, credentials, forcePathStyle: true })
+    account = await startStandinAccount(motoUrl, { I2E_STANDIN_COMMAND_ENV: JSON.stringify(source.env) })
+    const { ssm, s3 } = account
+    ;({ ec2, instanceId } = account)
+    standinUrl = account.standin.url
     clients = { ec2, ssm, s3 } as unknown as Clients
-    const run = await ec2.send(
-      new RunInstancesCommand({
-        ImageId: 'ami-12c6146b',
-        MinCount: 1,
-        MaxCount: 1,
-        Placement: { AvailabilityZone: `${region}a` }
-      })
-    )
-    instanceId = run.Instances?.[0]?.InstanceId ?? ''
   })
 
   afterAll(async () => {
-    if (standin && standin.exitCode === null) {
-      standin.kill('SIGTERM')
-      await once(standin, 'exit')
-    }
-    execFileSync('bash', [join(scripts, 'emulator.sh'), 'stop'], { env: emulatorEnv, stdio: 'ignore' })
-    rmSync(stateDir, { recursive: true, force: true })
+    await account?.standin.stop()
+    moto.stop()
     source.machine.cleanup()
   })
 
@@ -342,7 +277,7 @@ describeWithEmulator('a cancelled or timed-out remote script is undone without i
         await until('convert.sh to mount the root', () => existsSync(join(source.fake, 'mounted')), ended)
       } catch (err) {
         abort.abort()
-        throw new Error(`${(err as Error).message}: ${String(await outcome)}\n${standinLog}`)
+        throw new Error(`${(err as Error).message}: ${String(await outcome)}\n${account?.standin.log}`)
       }
       abort.abort()
       expect(await outcome).toBeInstanceOf(CancelledError)

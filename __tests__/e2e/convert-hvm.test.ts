@@ -3,10 +3,11 @@
 // output-virtualization-type: hvm against moto and the SSM stand-in, which runs convert.sh and
 // to-hvm.sh on a loop device. moto ignores RegisterImage's fields, so the request itself is read
 // from moto's own recorder. Leftovers come from the emulator's listing.
-import { closeSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
-import { EmulatorSession, instanceStoreAmi } from '../../tools/emulator-session.mjs'
+import { afterAll, beforeAll, expect, it } from '@jest/globals'
+import { EmulatorSession } from '../../tools/emulator-session.mjs'
+import { bundleAmis, bytesAt, describeWithEmulator, startSession } from '../__fixtures__/e2e-setup.js'
 import { scratch, type Scratch } from '../scripts/convert-harness.js'
 import { bundlePvImage } from '../scripts/pv-image.js'
 
@@ -16,31 +17,13 @@ const TIMEOUT_MS = 240_000
 const GRUB_BOOT_IMG = '/usr/lib/grub/i386-pc/boot.img'
 
 const session = new EmulatorSession({
-  amis: [
-    {
-      ...instanceStoreAmi({
-        amiId: PV_AMI,
-        name: 'pv-instance-store',
-        imageLocation: `${BUCKET}/pv/image.manifest.xml`
-      }),
-      virtualization_type: 'paravirtual',
-      root_device_name: '/dev/sda1'
-    }
-  ]
+  amis: bundleAmis(BUCKET, { pv: [PV_AMI, 'pv-instance-store'] }).map((ami) => ({
+    ...ami,
+    virtualization_type: 'paravirtual',
+    root_device_name: '/dev/sda1'
+  }))
 })
-let unavailable: string | undefined
-try {
-  await session.start()
-  if (!session.loopDevices)
-    unavailable = 'the SSM stand-in cannot give commands loop devices here (needs root)'
-} catch (err) {
-  unavailable = `the emulator did not start: ${(err as Error).message}`
-}
-if (unavailable) {
-  await session.stop()
-  if (!process.env.CI) console.warn(`skipping the end-to-end hvm conversion: ${unavailable}`)
-}
-const suite = unavailable === undefined || process.env.CI ? describe : describe.skip
+const unavailable = await startSession(session, { suite: 'the end-to-end hvm conversion', loopDevices: true })
 
 /** The form fields of moto's recorded EC2 requests for an action (DryRun calls left out). */
 async function recorded(action: string): Promise<URLSearchParams[]> {
@@ -56,29 +39,11 @@ async function recorded(action: string): Promise<URLSearchParams[]> {
     .filter((form) => form.get('Action') === action && form.get('DryRun') !== 'true')
 }
 
-function bytesAt(file: string, offset: number, length: number): Buffer {
-  const buf = Buffer.alloc(length)
-  const fd = openSync(file, 'r')
-  try {
-    readSync(fd, buf, 0, length, offset)
-  } finally {
-    closeSync(fd)
-  }
-  return buf
-}
-
 let tmp: Scratch
 let bundle = ''
 let helper = ''
 
-suite(`end-to-end convert with output-virtualization-type: hvm${unavailable ? ` (FAILS in CI: ${unavailable})` : ''}`, () => {
-  if (unavailable) {
-    it('has an emulator to run against', () => {
-      throw new Error(`CI must run the end-to-end tests, but ${unavailable}`)
-    })
-    return
-  }
-
+describeWithEmulator('end-to-end convert with output-virtualization-type: hvm', unavailable, () => {
   beforeAll(async () => {
     tmp = scratch('i2e-e2e-hvm-')
     bundle = bundlePvImage(tmp.dir, 'pv', {

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { afterAll, beforeAll, expect, it } from '@jest/globals'
 import { EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs'
 import {
   extFile,
@@ -31,10 +31,17 @@ import {
   EmulatorSession,
   FIXTURE_DIR,
   type Inventory,
-  instanceStoreAmi,
   REGION,
   waitUntil
 } from '../../tools/emulator-session.mjs'
+import {
+  bundleAmis,
+  describeWithEmulator,
+  expectedFacts,
+  NOTHING,
+  startSession,
+  uploadGoodAndCorrupt
+} from '../__fixtures__/e2e-setup.js'
 
 const BUCKET = 'i2e-e2e-runner'
 const GOOD_AMI = 'ami-0a1b2c3d4e5f60719'
@@ -43,43 +50,18 @@ const GENERATED_AMI = 'ami-0a1b2c3d4e5f6071a'
 const TIMEOUT_MS = 240_000
 const BLOCK = 524288
 
-const expected = Object.fromEntries(
-  readFileSync(`${FIXTURE_DIR}/expected.txt`, 'utf8')
-    .split('\n')
-    .filter((l) => l && !l.startsWith('#') && l.includes('='))
-    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])
-)
-
+const expected = expectedFacts()
 const session = new EmulatorSession({
-  amis: [
-    instanceStoreAmi({
-      amiId: GOOD_AMI,
-      name: 'runner-good',
-      imageLocation: `${BUCKET}/good/image.manifest.xml`
-    }),
-    instanceStoreAmi({
-      amiId: CORRUPT_AMI,
-      name: 'runner-corrupt',
-      imageLocation: `${BUCKET}/corrupt/image.manifest.xml`
-    }),
-    instanceStoreAmi({
-      amiId: GENERATED_AMI,
-      name: 'runner-generated',
-      imageLocation: `${BUCKET}/generated/image.manifest.xml`
-    })
-  ]
+  amis: bundleAmis(BUCKET, {
+    good: [GOOD_AMI, 'runner-good'],
+    corrupt: [CORRUPT_AMI, 'runner-corrupt'],
+    generated: [GENERATED_AMI, 'runner-generated']
+  })
 })
 session.ebsDirectOnly = true
-let unavailable: string | undefined
-try {
-  await session.start()
-} catch (err) {
-  unavailable = `the emulator did not start: ${(err as Error).message}`
-  await session.stop()
-}
+const unavailable = await startSession(session, { suite: 'the convert-on: runner tests', loopDevices: false })
 
 const key = readFileSync(`${FIXTURE_DIR}/test-key.pem`, 'utf8')
-const nothing = { volumes: [], snapshots: [], images: [], parameters: [], instances: [] }
 const leftovers = async (before: Inventory) => EmulatorSession.added(before, await session.inventory())
 const inputs = (extra: Record<string, string>) => ({
   'convert-on': 'runner',
@@ -144,19 +126,11 @@ async function readBack(snapshotId: string, bytes: number): Promise<Buffer> {
   }
 }
 
-const suite = unavailable === undefined ? describe : process.env.CI ? describe : describe.skip
-suite(`convert-on: runner on the emulator${unavailable ? ` (${unavailable})` : ''}`, () => {
-  if (unavailable) {
-    it('has an emulator to run against', () => {
-      throw new Error(`CI must run the end-to-end tests, but ${unavailable}`)
-    })
-    return
-  }
+describeWithEmulator('convert-on: runner on the emulator', unavailable, () => {
   let scratch = ''
   let generated = ''
   beforeAll(async () => {
-    await session.uploadBundle({ bucket: BUCKET, prefix: 'good' })
-    await session.uploadBundle({ bucket: BUCKET, prefix: 'corrupt', corrupt: 'image.part.1' })
+    await uploadGoodAndCorrupt(session, BUCKET)
     scratch = mkdtempSync(join(tmpdir(), 'i2e-runner-e2e-gen-'))
     generated = makeInstanceStoreBundle(scratch)
     await session.uploadBundle({ bucket: BUCKET, prefix: 'generated', fixtureDir: generated })
@@ -258,10 +232,10 @@ suite(`convert-on: runner on the emulator${unavailable ? ` (${unavailable})` : '
       expect(main.code).not.toBe(0)
       expect(main.stdout).toMatch(/image\.part\.1 digest mismatch/)
       expect(main.stdout).toMatch(/removed snapshot snap-/)
-      expect(await leftovers(before)).toEqual(nothing)
+      expect(await leftovers(before)).toEqual(NOTHING)
       expect(workDirs(step.dir)).toEqual([])
       expect((await step.run('post')).code).toBe(0)
-      expect(await leftovers(before)).toEqual(nothing)
+      expect(await leftovers(before)).toEqual(NOTHING)
     },
     TIMEOUT_MS
   )
@@ -296,7 +270,7 @@ suite(`convert-on: runner on the emulator${unavailable ? ` (${unavailable})` : '
         const post = await step.run('post')
         expect(post.code).toBe(0)
         expect(post.stdout).not.toMatch(/^::warning/m)
-        expect(await leftovers(before)).toEqual(nothing)
+        expect(await leftovers(before)).toEqual(NOTHING)
         expect(workDirs(step.dir)).toEqual([])
       } finally {
         await slow.close()

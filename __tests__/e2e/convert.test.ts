@@ -6,8 +6,8 @@
 //
 // Needs root (loop devices). When the emulator cannot start, CI fails; elsewhere the suite is skipped
 // with the reason on the console.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs'
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { readFileSync } from 'node:fs'
+import { afterAll, beforeAll, expect, it } from '@jest/globals'
 import { DescribeImagesCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2'
 import { ListCommandInvocationsCommand } from '@aws-sdk/client-ssm'
 import {
@@ -15,10 +15,18 @@ import {
   EmulatorSession,
   FIXTURE_DIR,
   type Inventory,
-  instanceStoreAmi,
   type RunnerStep,
   waitUntil
 } from '../../tools/emulator-session.mjs'
+import {
+  bundleAmis,
+  bytesAt,
+  describeWithEmulator,
+  expectedFacts,
+  NOTHING as nothing,
+  startSession,
+  uploadGoodAndCorrupt
+} from '../__fixtures__/e2e-setup.js'
 
 const BUCKET = 'i2e-e2e-bundles'
 const GOOD_AMI = 'ami-0a1b2c3d4e5f60718'
@@ -26,43 +34,14 @@ const CORRUPT_AMI = 'ami-0badc0ffee0badc0f'
 const MISSING_HELPER = 'i-0123456789abcdef0'
 const CONVERT_TIMEOUT_MS = 240_000
 
-const expected = Object.fromEntries(
-  readFileSync(`${FIXTURE_DIR}/expected.txt`, 'utf8')
-    .split('\n')
-    .filter((l) => l && !l.startsWith('#') && l.includes('='))
-    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])
-)
-
+const expected = expectedFacts()
 const session = new EmulatorSession({
-  amis: [
-    instanceStoreAmi({
-      amiId: GOOD_AMI,
-      name: 'hvm-mbr-instance-store',
-      imageLocation: `${BUCKET}/good/image.manifest.xml`
-    }),
-    instanceStoreAmi({
-      amiId: CORRUPT_AMI,
-      name: 'hvm-mbr-corrupt-part',
-      imageLocation: `${BUCKET}/corrupt/image.manifest.xml`
-    })
-  ]
+  amis: bundleAmis(BUCKET, {
+    good: [GOOD_AMI, 'hvm-mbr-instance-store'],
+    corrupt: [CORRUPT_AMI, 'hvm-mbr-corrupt-part']
+  })
 })
-let unavailable: string | undefined
-const startedAt = Date.now()
-try {
-  await session.start()
-  if (!session.loopDevices)
-    unavailable =
-      'the SSM stand-in cannot give commands loop devices here (needs root, losetup, unshare, overlay mounts)'
-} catch (err) {
-  unavailable = `the emulator did not start: ${(err as Error).message}`
-}
-if (unavailable) {
-  await session.stop()
-  if (!process.env.CI) console.warn(`skipping the end-to-end convert tests: ${unavailable}`)
-} else {
-  console.info(`e2e: emulator and SSM stand-in up in ${(Date.now() - startedAt) / 1000} s`)
-}
+const unavailable = await startSession(session, { suite: 'the end-to-end convert tests', loopDevices: true })
 
 const key = readFileSync(`${FIXTURE_DIR}/test-key.pem`, 'utf8')
 let helper = ''
@@ -72,8 +51,6 @@ let helperRoot: string[] = []
 async function leftovers(before: Inventory): Promise<Inventory> {
   return EmulatorSession.added(before, await session.inventory())
 }
-
-const nothing = { volumes: [], snapshots: [], images: [], parameters: [], instances: [] }
 
 /** The ::error:: lines of a run, for messages. */
 const errors = (r: ActionResult): string[] =>
@@ -93,33 +70,10 @@ function inputs(extra: Record<string, string>): Record<string, string> {
   }
 }
 
-function bytesAt(file: string, offset: number, length: number): Buffer {
-  const buf = Buffer.alloc(length)
-  const fd = openSync(file, 'r')
-  try {
-    readSync(fd, buf, 0, length, offset)
-  } finally {
-    closeSync(fd)
-  }
-  return buf
-}
-
-const suite = unavailable === undefined ? describe : process.env.CI ? describe : describe.skip
-const title = unavailable
-  ? `end-to-end convert on the emulator (${process.env.CI ? 'FAILS in CI' : 'skipped'}: ${unavailable})`
-  : 'end-to-end convert on the emulator (dist/index.js as the runner runs it)'
-
-suite(title, () => {
-  if (unavailable) {
-    it('has an emulator to run against', () => {
-      throw new Error(`CI must run the end-to-end tests, but ${unavailable}`)
-    })
-    return
-  }
-
+const title = 'end-to-end convert on the emulator (dist/index.js as the runner runs it)'
+describeWithEmulator(title, unavailable, () => {
   beforeAll(async () => {
-    await session.uploadBundle({ bucket: BUCKET, prefix: 'good' })
-    await session.uploadBundle({ bucket: BUCKET, prefix: 'corrupt', corrupt: 'image.part.1' })
+    await uploadGoodAndCorrupt(session, BUCKET)
     const launched = await session.launchHelper()
     helper = launched.instanceId
     helperRoot = launched.rootVolumeIds

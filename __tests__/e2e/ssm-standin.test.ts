@@ -1,15 +1,12 @@
 // The SSM stand-in (tools/ssm-standin.mjs) against a real moto: commands really run, their
 // output and exit code come back through the SDK as from SSM, and attached volumes are devices.
-import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import {
   AttachVolumeCommand,
   CreateVolumeCommand,
-  EC2Client,
+  type EC2Client,
   RunInstancesCommand,
   TerminateInstancesCommand
 } from '@aws-sdk/client-ec2'
@@ -21,93 +18,41 @@ import {
   ListCommandInvocationsCommand,
   PutParameterCommand,
   SendCommandCommand,
-  SSMClient
+  type SSMClient
 } from '@aws-sdk/client-ssm'
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { afterAll, beforeAll, expect, it } from '@jest/globals'
+import { CREDENTIALS as credentials, REGION as region } from '../../tools/emulator-session.mjs'
+import {
+  describeWithEmulator,
+  type StandinAccount,
+  startMoto,
+  startStandinAccount
+} from '../__fixtures__/e2e-setup.js'
 
-const scripts = fileURLToPath(new URL('../../tools/', import.meta.url))
-const stateDir = mkdtempSync(join(tmpdir(), 'i2e-e2e-'))
-const emulatorEnv = { ...process.env, I2E_EMULATOR_STATE: join(stateDir, 'emulator.env') }
-
-/** Starts moto (or reuses one named by I2E_MOTO_URL); the reason it could not, otherwise. */
-function startEmulator(): { url?: string; reason?: string } {
-  try {
-    const out = execFileSync('bash', [join(scripts, 'emulator.sh'), 'start'], {
-      env: emulatorEnv,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 10 * 60_000 // a cold install takes a minute or two
-    })
-    return { url: /^I2E_MOTO_URL=(.+)$/m.exec(out)?.[1] }
-  } catch (err) {
-    const stderr = String((err as { stderr?: string }).stderr ?? err).trim()
-    return { reason: stderr.split('\n').pop() }
-  }
-}
-
-const emulator = startEmulator()
-const motoUrl = emulator.url
-if (!motoUrl) {
-  rmSync(stateDir, { recursive: true, force: true })
-  console.warn(`skipping the SSM stand-in tests: the emulator did not start: ${emulator.reason}`)
-}
-const region = 'us-east-1'
-const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' }
+const moto = startMoto('the SSM stand-in tests')
+const motoUrl = moto.url ?? ''
 const asRoot = process.getuid?.() === 0
-// In CI the suite runs and fails when the emulator did not start: a skip would pass unseen.
-const describeWithEmulator = motoUrl || process.env.CI ? describe : describe.skip
-const title = motoUrl
-  ? 'SSM stand-in'
-  : `SSM stand-in (skipped: the emulator did not start: ${emulator.reason})`
 
 const terminal = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut'])
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-describeWithEmulator(title, () => {
-  let standin: ChildProcessWithoutNullStreams
+describeWithEmulator('SSM stand-in', moto.unavailable, () => {
+  let account: StandinAccount | undefined
   let standinUrl = ''
-  let standinLog = ''
   let ec2: EC2Client
   let ssm: SSMClient
   let instanceId = ''
 
   beforeAll(async () => {
-    if (!motoUrl)
-      throw new Error(`CI must run the end-to-end tests, but the emulator did not start: ${emulator.reason}`)
-    standin = spawn(process.execPath, [join(scripts, 'ssm-standin.mjs')], {
-      env: {
-        ...process.env,
-        I2E_MOTO_URL: motoUrl,
-        AWS_REGION: region,
-        I2E_STANDIN_DELIVERY_TIMEOUT_SCALE: '0.1'
-      }
-    })
-    standin.stderr.setEncoding('utf8').on('data', (s: string) => {
-      standinLog += s
-    })
-    const [line] = (await once(standin.stdout.setEncoding('utf8'), 'data')) as [string]
-    standinUrl = /^AWS_ENDPOINT_URL_SSM=(\S+)/.exec(line)?.[1] ?? ''
+    account = await startStandinAccount(motoUrl, { I2E_STANDIN_DELIVERY_TIMEOUT_SCALE: '0.1' })
+    ;({ ec2, ssm, instanceId } = account)
+    standinUrl = account.standin.url
     expect(standinUrl).not.toBe('')
-    ec2 = new EC2Client({ endpoint: motoUrl, region, credentials })
-    ssm = new SSMClient({ endpoint: standinUrl, region, credentials })
-    const run = await ec2.send(
-      new RunInstancesCommand({
-        ImageId: 'ami-12c6146b',
-        MinCount: 1,
-        MaxCount: 1,
-        Placement: { AvailabilityZone: `${region}a` }
-      })
-    )
-    instanceId = run.Instances?.[0]?.InstanceId ?? ''
   })
 
   afterAll(async () => {
-    if (standin && standin.exitCode === null) {
-      standin.kill('SIGTERM')
-      await once(standin, 'exit')
-    }
-    execFileSync('bash', [join(scripts, 'emulator.sh'), 'stop'], { env: emulatorEnv, stdio: 'ignore' })
-    rmSync(stateDir, { recursive: true, force: true })
+    await account?.standin.stop()
+    moto.stop()
   })
 
   const send = async (commands: string[], executionTimeout = '60'): Promise<string> => {
@@ -136,7 +81,7 @@ describeWithEmulator(title, () => {
       }
       await sleep(100)
     }
-    throw new Error(`command ${commandId} did not end; stand-in log:\n${standinLog}`)
+    throw new Error(`command ${commandId} did not end; stand-in log:\n${account?.standin.log}`)
   }
 
   it('reports a running moto instance Online and an unknown one not at all', async () => {

@@ -5,7 +5,13 @@
 // UPDATE_SUMMARY_FIXTURES=1 rewrites the expected files (review the diff before committing).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
-import { EmulatorSession, FIXTURE_DIR, instanceStoreAmi } from '../../tools/emulator-session.mjs'
+import { EmulatorSession, FIXTURE_DIR } from '../../tools/emulator-session.mjs'
+import {
+  bundleAmis,
+  describeWithEmulator,
+  startSession,
+  uploadGoodAndCorrupt
+} from '../__fixtures__/e2e-setup.js'
 
 const BUCKET = 'i2e-e2e-summary'
 const GOOD_AMI = 'ami-0a1b2c3d4e5f60718'
@@ -13,31 +19,12 @@ const CORRUPT_AMI = 'ami-0badc0ffee0badc0f'
 const TIMEOUT_MS = 240_000
 
 const session = new EmulatorSession({
-  amis: [
-    instanceStoreAmi({
-      amiId: GOOD_AMI,
-      name: 'hvm-mbr-instance-store',
-      imageLocation: `${BUCKET}/good/image.manifest.xml`
-    }),
-    instanceStoreAmi({
-      amiId: CORRUPT_AMI,
-      name: 'hvm-mbr-corrupt-part',
-      imageLocation: `${BUCKET}/corrupt/image.manifest.xml`
-    })
-  ]
+  amis: bundleAmis(BUCKET, {
+    good: [GOOD_AMI, 'hvm-mbr-instance-store'],
+    corrupt: [CORRUPT_AMI, 'hvm-mbr-corrupt-part']
+  })
 })
-let unavailable: string | undefined
-try {
-  await session.start()
-  if (!session.loopDevices)
-    unavailable = 'the SSM stand-in cannot give commands loop devices here (needs root)'
-} catch (err) {
-  unavailable = `the emulator did not start: ${(err as Error).message}`
-}
-if (unavailable) {
-  await session.stop()
-  if (!process.env.CI) console.warn(`skipping the emulator summary tests: ${unavailable}`)
-}
+const unavailable = await startSession(session, { suite: 'the emulator summary tests', loopDevices: true })
 
 /** Stable placeholders for what differs between runs; the seeded source AMIs keep their ids. */
 function normalise(markdown: string): string {
@@ -69,18 +56,9 @@ const expectMarkdown = (name: string, markdown: string) => {
   expect(markdown).toBe(readFileSync(url, 'utf8'))
 }
 
-const suite = unavailable === undefined || process.env.CI ? describe : describe.skip
-suite(`job summary of emulator runs${unavailable ? ` (${unavailable})` : ''}`, () => {
-  if (unavailable) {
-    it('has an emulator to run against', () => {
-      throw new Error(`CI must run the end-to-end tests, but ${unavailable}`)
-    })
-    return
-  }
-
+describeWithEmulator('job summary of emulator runs', unavailable, () => {
   beforeAll(async () => {
-    await session.uploadBundle({ bucket: BUCKET, prefix: 'good' })
-    await session.uploadBundle({ bucket: BUCKET, prefix: 'corrupt', corrupt: 'image.part.1' })
+    await uploadGoodAndCorrupt(session, BUCKET)
     helper = (await session.launchHelper()).instanceId
   })
 

@@ -6,7 +6,7 @@
 // instance itself is looked up: it must be terminated, also after SIGKILL of main and then post.
 //
 // Needs root (loop devices), like convert.test.ts; skipped with the reason outside CI.
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { afterAll, beforeAll, expect, it } from '@jest/globals'
 import { DescribeInstancesCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2'
 import { readFileSync } from 'node:fs'
 import {
@@ -14,36 +14,27 @@ import {
   EmulatorSession,
   FIXTURE_DIR,
   type Inventory,
-  instanceStoreAmi,
   waitUntil
 } from '../../tools/emulator-session.mjs'
+import {
+  bundleAmis,
+  describeWithEmulator,
+  NOTHING as nothing,
+  startSession
+} from '../__fixtures__/e2e-setup.js'
 
 const BUCKET = 'i2e-e2e-boot'
 const SOURCE_AMI = 'ami-0b007c4ec0ffee123'
 const TIMEOUT_MS = 240_000
 
 const session = new EmulatorSession({
-  amis: [
-    instanceStoreAmi({
-      amiId: SOURCE_AMI,
-      name: 'hvm-mbr-boot-source',
-      imageLocation: `${BUCKET}/good/image.manifest.xml`
-    })
-  ],
+  amis: bundleAmis(BUCKET, { good: [SOURCE_AMI, 'hvm-mbr-boot-source'] }),
   bootStandin: true
 })
-let unavailable: string | undefined
-try {
-  await session.start()
-  if (!session.loopDevices)
-    unavailable = 'the SSM stand-in cannot give commands loop devices here (needs root)'
-} catch (err) {
-  unavailable = `the emulator did not start: ${(err as Error).message}`
-}
-if (unavailable) {
-  await session.stop()
-  if (!process.env.CI) console.warn(`skipping the end-to-end verify-boot tests: ${unavailable}`)
-}
+const unavailable = await startSession(session, {
+  suite: 'the end-to-end verify-boot tests',
+  loopDevices: true
+})
 
 const key = readFileSync(`${FIXTURE_DIR}/test-key.pem`, 'utf8')
 let helper = ''
@@ -66,8 +57,6 @@ const MAINTENANCE = [
   'Give root password for maintenance',
   '(or type Control-D to continue):'
 ].join('\n')
-
-const nothing = { volumes: [], snapshots: [], images: [], parameters: [], instances: [] }
 
 function inputs(amiName: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -116,16 +105,7 @@ async function bootInstance(
     .map((i) => ({ id: i.InstanceId ?? '', state: i.State?.Name ?? '', type: i.InstanceType ?? '' }))
 }
 
-const suite = unavailable === undefined ? describe : process.env.CI ? describe : describe.skip
-
-suite(`verify-boot end to end on the emulator${unavailable ? ` (${process.env.CI ? 'FAILS in CI' : 'skipped'}: ${unavailable})` : ''}`, () => {
-  if (unavailable) {
-    it('has an emulator to run against', () => {
-      throw new Error(`CI must run the end-to-end tests, but ${unavailable}`)
-    })
-    return
-  }
-
+describeWithEmulator('verify-boot end to end on the emulator', unavailable, () => {
   beforeAll(async () => {
     await session.uploadBundle({ bucket: BUCKET, prefix: 'good' })
     helper = (await session.launchHelper()).instanceId

@@ -5,10 +5,11 @@
 // are bundled with bench/make-bundle.sh; the real small-pv fixture names a kernel it lacks.
 // Booting a converted image for real is __tests__/boot/pv-to-hvm.test.ts.
 import { spawnSync } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { bytesAt } from '../__fixtures__/e2e-setup.js'
 import {
   bundlesDir,
   hasCommand,
@@ -58,17 +59,6 @@ function loopDevice(name: string, bytes: number): { loop: string; file: string }
 
 /** Loop devices still attached to `file` (the script must leave none). */
 const attachedTo = (file: string): string => sh('losetup', ['-j', file]).trim()
-
-function bytesAt(file: string, offset: number, length: number): Buffer {
-  const buf = Buffer.alloc(length)
-  const fd = openSync(file, 'r')
-  try {
-    readSync(fd, buf, 0, length, offset)
-  } finally {
-    closeSync(fd)
-  }
-  return buf
-}
 
 /** A file inside the ext4 partition at 1 MiB of `disk`, read with debugfs through a read-only view. */
 function fileInPartition(disk: string, path: string): string {
